@@ -1,0 +1,97 @@
+/**
+ * Backend bootstrap: picks tfjs's `webgpu` backend on Deno's built-in `navigator.gpu`, reports
+ * the adapter it got in one line, and falls back to tfjs's `cpu` backend with a clear message.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import "../deps.ts"; // importing deps.ts registers the webgpu backend with tfjs
+
+/** The tfjs backends the toolkit runs on. */
+export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
+/** A backend name: `webgpu` (default) or `cpu`. */
+export type BackendName = typeof BACKEND_NAMES[number];
+
+/** What {@link initBackend} set up. */
+export interface BackendInfo {
+  /** The tfjs backend in use. */
+  backend: BackendName;
+  /** The adapter's description (`"NVIDIA H200"`, `"llvmpipe (...)"`), or `"cpu"`. */
+  adapter: string;
+  /** True when the WebGPU adapter is a software (fallback) adapter such as llvmpipe. */
+  fallbackAdapter: boolean;
+}
+
+/** Options of {@link initBackend}. */
+export interface InitBackendOptions {
+  /** The backend asked for; `webgpu` when absent. */
+  backend?: BackendName;
+  /** Where the one-line report goes; `console.error` when absent, nothing when `null`. */
+  log?: ((line: string) => void) | null;
+}
+
+/** Information on the WebGPU adapter Deno offers, or `null` when there is none. */
+export async function probeAdapter(): Promise<{ name: string; fallback: boolean } | null> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return null;
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return null;
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const name = info.description || info.device || info.vendor || "unknown adapter";
+  return { name, fallback: info.isFallbackAdapter === true };
+}
+
+/**
+ * True when a hardware (non-fallback) WebGPU adapter is present: tests that need a real GPU
+ * use it to skip themselves.
+ *
+ * @returns whether a hardware adapter exists
+ * @example
+ * ```ts
+ * import { hasHardwareGpu } from "./backend.ts";
+ * console.log(typeof await hasHardwareGpu());
+ * ```
+ */
+export async function hasHardwareGpu(): Promise<boolean> {
+  const probe = await probeAdapter();
+  return probe !== null && !probe.fallback;
+}
+
+/**
+ * Sets the tfjs backend: `webgpu` by default, falling back to `cpu` with a message when Deno
+ * offers no WebGPU adapter. Reports the choice in one line.
+ *
+ * @param options which backend to ask for and where to report
+ * @returns the backend and adapter in use
+ * @example
+ * ```ts
+ * import { initBackend } from "./backend.ts";
+ * const info = await initBackend({ backend: "cpu", log: null });
+ * console.log(info.backend); // "cpu"
+ * ```
+ */
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
+  const wanted = options.backend ?? "webgpu";
+  const log = options.log === undefined ? (line: string) => console.error(line) : options.log;
+  if (!(BACKEND_NAMES as readonly string[]).includes(wanted)) {
+    throw new Error(`--backend: unknown backend "${wanted}"; valid: ${BACKEND_NAMES.join(", ")}`);
+  }
+  if (wanted === "webgpu") {
+    const probe = await probeAdapter();
+    if (probe === null) {
+      log?.("backend: no WebGPU adapter found, falling back to tfjs cpu backend (slow)");
+    } else {
+      if (await tf.setBackend("webgpu")) {
+        await tf.ready();
+        const kind = probe.fallback ? "software fallback adapter" : "hardware adapter";
+        log?.(`backend: webgpu on "${probe.name}" (${kind})`);
+        return { backend: "webgpu", adapter: probe.name, fallbackAdapter: probe.fallback };
+      }
+      log?.(`backend: webgpu failed to start on "${probe.name}", falling back to tfjs cpu`);
+    }
+  }
+  await tf.setBackend("cpu");
+  await tf.ready();
+  if (wanted === "cpu") log?.("backend: cpu (tfjs cpu backend)");
+  return { backend: "cpu", adapter: "cpu", fallbackAdapter: false };
+}

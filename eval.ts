@@ -1,0 +1,149 @@
+/**
+ * `deno task eval --model <name> --weights <file> [flags]` (or `--run <run folder>`): test
+ * accuracy and loss, per-class accuracy and confusion matrix, the seed's 4x4 prediction grid
+ * (`--grid grid.png`), and `--compare <run> <run> ...`, a Markdown table of training runs.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { tf } from "./deps.ts";
+import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
+import { DATASET_NAMES, type DatasetName, loadDataset } from "./data/load.ts";
+import { takeFirst } from "./data/dataset.ts";
+import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
+import { loadWeights } from "./models/weights.ts";
+import { compareRuns } from "./report/compare.ts";
+import { renderPredictionGrid } from "./report/grid.ts";
+import { readRun } from "./report/records.ts";
+import {
+  confusionMatrix,
+  formatConfusion,
+  formatPerClass,
+  perClassAccuracy,
+} from "./report/tables.ts";
+import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
+import { evaluate } from "./training/evaluate.ts";
+import { RUN_FILES, type SavedRun } from "./training/loop.ts";
+import { writeFileAtomic } from "./training/checkpoint.ts";
+import { Rng } from "./util/rng.ts";
+import { UserError } from "./util/errors.ts";
+
+const FLAGS: Record<string, FlagSpec> = {
+  "run": { kind: "string", help: "a run folder: its model, data and best weights" },
+  "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
+  "weights": { kind: "string", help: "safetensors weights with PyTorch names" },
+  "dataset": { kind: "choice", choices: DATASET_NAMES, help: "dataset (default cifar10)" },
+  "data": { kind: "string", help: "data folder; without it CIFAR is downloaded into data/" },
+  "input-size": { kind: "int", help: "image size fed to the model (default: the model's)" },
+  "batch-size": { kind: "int", help: "images per batch (default 64)" },
+  "limit": { kind: "int", help: "evaluate the first N test images" },
+  "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
+  "grid": { kind: "string", help: "write the 4x4 prediction grid PNG here" },
+  "seed": { kind: "int", help: "seed choosing the grid's 16 images (default 0)" },
+  "json": { kind: "string", help: "write the results as JSON here (default <run>/eval.json)" },
+  "compare": { kind: "bool", help: "print a Markdown table of the run folders given as arguments" },
+  "help": { kind: "bool", help: "show this help" },
+};
+
+runCli(async () => {
+  const { values: v, positionals } = parseFlags(Deno.args, FLAGS);
+  if (v["help"]) {
+    console.log(
+      helpText(
+        "usage: deno task eval (--run <dir> | --model <name> --weights <file>) [flags]\n" +
+          "       deno task eval --compare <run> <run> ...",
+        FLAGS,
+      ),
+    );
+    return;
+  }
+  if (v["compare"]) {
+    if (!positionals.length) throw new UserError("--compare: give one or more run folders");
+    console.log(await compareRuns(positionals));
+    return;
+  }
+  if (positionals.length) {
+    throw new UserError(`unexpected argument "${positionals[0]}"; see --help`);
+  }
+
+  const run = v["run"] as string | undefined;
+  const saved = run ? (await readRun(run)).config as SavedRun : undefined;
+  const modelName = (v["model"] as string | undefined) ?? saved?.model;
+  const weights = (v["weights"] as string | undefined) ??
+    (run ? join(run, RUN_FILES.best) : undefined);
+  if (!modelName || !weights) {
+    throw new UserError(`give --run <run folder>, or --model <name> and --weights <file>`);
+  }
+  const dataset = (v["dataset"] as DatasetName | undefined) ?? saved?.train.dataset ?? "cifar10";
+  const data = (v["data"] as string | undefined) ?? saved?.train.data;
+  const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
+    modelSpec(modelName).defaultInputSize;
+  const batchSize = (v["batch-size"] as number | undefined) ?? 64;
+
+  await initBackend({ backend: v["backend"] as "webgpu" | "cpu" | undefined });
+  let test = await loadDataset({
+    dataset,
+    dir: data,
+    split: "test",
+    inputSize: dataset === "folder" ? inputSize : 32,
+    download: data === undefined,
+    valSplit: saved?.train.valSplit,
+    seed: saved?.train.seed,
+  });
+  if (v["limit"]) test = takeFirst(test, Math.min(v["limit"] as number, test.size));
+  const classes = [...test.classNames];
+  const model = createModel(modelName, { numClasses: classes.length, inputSize });
+  await loadWeights(model, weights);
+
+  const result = await evaluate(model, test, { batchSize, inputSize });
+  const matrix = confusionMatrix(result.predictions, test.labels, classes.length);
+  console.log(
+    `${modelName} on ${test.size} ${dataset} test images (${test.source}): ` +
+      `accuracy ${(100 * result.accuracy).toFixed(2)}%, loss ${result.loss.toFixed(4)}, ` +
+      `${(test.size / result.seconds).toFixed(1)} img/s`,
+  );
+  console.log(`\nper-class accuracy\n${formatPerClass(matrix, classes)}`);
+  console.log(
+    `\nconfusion matrix (rows: truth, columns: prediction)\n${formatConfusion(matrix, classes)}`,
+  );
+
+  const jsonPath = (v["json"] as string | undefined) ?? (run ? join(run, "eval.json") : undefined);
+  if (jsonPath) {
+    const report = {
+      model: modelName,
+      weights,
+      dataset,
+      images: test.size,
+      accuracy: result.accuracy,
+      loss: result.loss,
+      classes,
+      per_class_accuracy: perClassAccuracy(matrix),
+      confusion: matrix,
+    };
+    await writeFileAtomic(
+      jsonPath,
+      new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+    );
+    console.log(`\nresults written to ${jsonPath}`);
+  }
+
+  const gridPath = v["grid"] as string | undefined;
+  if (gridPath) {
+    const rng = new Rng((v["seed"] as number | undefined) ?? 0);
+    const order = rng.shuffle(Int32Array.from({ length: test.size }, (_, i) => i));
+    const picked = [...order.subarray(0, Math.min(16, test.size))];
+    const pixels = test.height * test.width * 3;
+    const items = picked.map((i) => ({
+      pixels: test.pixels.subarray(i * pixels, (i + 1) * pixels),
+      height: test.height,
+      width: test.width,
+      predicted: classes[result.predictions[i]],
+      truth: classes[test.labels[i]],
+    }));
+    await writeFileAtomic(gridPath, await renderPredictionGrid(items));
+    const right = picked.filter((i) => result.predictions[i] === test.labels[i]).length;
+    console.log(`grid of ${items.length} test images (${right} right) written to ${gridPath}`);
+  }
+  model.dispose();
+  tf.disposeVariables();
+});

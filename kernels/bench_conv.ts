@@ -1,0 +1,140 @@
+/**
+ * Micro-benchmark: milliseconds per call of tfjs's stock webgpu convolution kernels against the
+ * fast ones of this folder, for ResNet20's convolution shapes, on whatever WebGPU adapter Deno
+ * offers (llvmpipe on a CPU-only machine).
+ *
+ * Usage: `deno run --allow-read --allow-env kernels/bench_conv.ts [--batch 64] [--iters 3]
+ * [--ops forward,inputGrad,filterGrad] [--only stock|fast] [--shapes 0,3] [--target 512]`
+ * (`--shapes` picks rows of {@link RESNET20_SHAPES}; `--target` is the split-K workgroup target).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { tf } from "../deps.ts";
+import { initBackend } from "../backend/backend.ts";
+import { registerFastKernels, unregisterFastKernels } from "./register.ts";
+
+/** One convolution of the benchmark: input `[batch, h, w, cin]`, filter `k x k x cin x cout`. */
+export interface BenchShape {
+  /** Row label. */
+  name: string;
+  /** Input height = width. */
+  hw: number;
+  /** Input channels. */
+  cin: number;
+  /** Output channels. */
+  cout: number;
+  /** Kernel size. */
+  k: number;
+  /** Stride. */
+  stride: number;
+  /** Padding as the models give it. */
+  pad: number | "valid";
+}
+
+/** ResNet20's convolution shapes (CIFAR, widths 16/32/64, 1x1 stride-2 projection shortcuts). */
+export const RESNET20_SHAPES: BenchShape[] = [
+  { name: "stem 32x32x3->16", hw: 32, cin: 3, cout: 16, k: 3, stride: 1, pad: 1 },
+  { name: "32x32x16->16", hw: 32, cin: 16, cout: 16, k: 3, stride: 1, pad: 1 },
+  { name: "32x32x16->32 s2", hw: 32, cin: 16, cout: 32, k: 3, stride: 2, pad: 1 },
+  { name: "32x32x16->32 1x1 s2", hw: 32, cin: 16, cout: 32, k: 1, stride: 2, pad: "valid" },
+  { name: "16x16x32->32", hw: 16, cin: 32, cout: 32, k: 3, stride: 1, pad: 1 },
+  { name: "16x16x32->64 s2", hw: 16, cin: 32, cout: 64, k: 3, stride: 2, pad: 1 },
+  { name: "16x16x32->64 1x1 s2", hw: 16, cin: 32, cout: 64, k: 1, stride: 2, pad: "valid" },
+  { name: "8x8x64->64", hw: 8, cin: 64, cout: 64, k: 3, stride: 1, pad: 1 },
+];
+
+const OPS = ["forward", "inputGrad", "filterGrad"] as const;
+type Op = typeof OPS[number];
+
+function callOp(op: Op, s: BenchShape, x: tf.Tensor4D, w: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor {
+  const attrs = { strides: s.stride, pad: s.pad, dataFormat: "NHWC", dilations: 1 };
+  if (op === "forward") return tf.conv2d(x, w, s.stride, s.pad);
+  if (op === "inputGrad") {
+    return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: w }, {
+      ...attrs,
+      inputShape: x.shape,
+    }) as tf.Tensor;
+  }
+  return tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+    ...attrs,
+    filterShape: w.shape,
+  }) as tf.Tensor;
+}
+
+/**
+ * Times `iters` back-to-back calls of one op after one warm-up call (which compiles the
+ * pipeline), waiting for the GPU at the end.
+ *
+ * @param op the kernel
+ * @param s the shape
+ * @param batch batch size
+ * @param iters timed calls
+ * @returns milliseconds per call
+ */
+export async function timeOp(op: Op, s: BenchShape, batch: number, iters: number): Promise<number> {
+  const x = tf.randomNormal([batch, s.hw, s.hw, s.cin]) as tf.Tensor4D;
+  const w = tf.randomNormal([s.k, s.k, s.cin, s.cout]) as tf.Tensor4D;
+  const y = tf.conv2d(x, w, s.stride, s.pad);
+  const dy = tf.randomNormal(y.shape) as tf.Tensor4D;
+  y.dispose();
+  const warm = callOp(op, s, x, w, dy);
+  await warm.data();
+  warm.dispose();
+  const t0 = performance.now();
+  const outs: tf.Tensor[] = [];
+  for (let i = 0; i < iters; i++) outs.push(callOp(op, s, x, w, dy));
+  await outs[outs.length - 1].data();
+  const ms = (performance.now() - t0) / iters;
+  tf.dispose([...outs, x, w, dy]);
+  return ms;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      batch: { type: "string", default: "64" },
+      iters: { type: "string", default: "3" },
+      ops: { type: "string", default: OPS.join(",") },
+      only: { type: "string", default: "" },
+      shapes: { type: "string", default: "" },
+      target: { type: "string", default: "" },
+    },
+  });
+  const batch = Number(values.batch), iters = Number(values.iters);
+  const ops = values.ops.split(",") as Op[];
+  for (const op of ops) {
+    if (!OPS.includes(op)) throw new Error(`--ops: unknown op "${op}"; valid: ${OPS.join(", ")}`);
+  }
+  const info = await initBackend({ log: null });
+  if (info.backend !== "webgpu") throw new Error("bench_conv: no WebGPU adapter");
+  const shapes = values.shapes === ""
+    ? RESNET20_SHAPES
+    : values.shapes.split(",").map((i) => RESNET20_SHAPES[Number(i)]);
+  console.log(`adapter: ${info.adapter}; batch ${batch}; ${iters} timed calls after 1 warm-up`);
+  console.log(
+    `${"shape".padEnd(22)} ${"op".padEnd(11)} ${"stock ms".padStart(10)} ` +
+      `${"fast ms".padStart(10)} ${"speedup".padStart(8)}`,
+  );
+  for (const s of shapes) {
+    for (const op of ops) {
+      let stock = NaN, fast = NaN;
+      if (values.only !== "fast") {
+        unregisterFastKernels();
+        stock = await timeOp(op, s, batch, iters);
+      }
+      if (values.only !== "stock") {
+        registerFastKernels(
+          values.target === "" ? {} : { split: { targetWorkgroups: Number(values.target) } },
+        );
+        fast = await timeOp(op, s, batch, iters);
+        unregisterFastKernels();
+      }
+      console.log(
+        `${s.name.padEnd(22)} ${op.padEnd(11)} ${stock.toFixed(1).padStart(10)} ` +
+          `${fast.toFixed(1).padStart(10)} ${(stock / fast).toFixed(2).padStart(7)}x`,
+      );
+    }
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * The three 2-D convolution kernels (forward, input gradient, filter gradient) as implicit GEMMs
+ * on {@link ImplicitGemmProgram}, for NHWC activations and HWIO filters, dilation 1.
+ *
+ * | op | M (rows) | N (cols) | K (reduction) |
+ * | --- | --- | --- | --- |
+ * | Conv2D | batch·outH·outW | outC | kH·kW·inC |
+ * | Conv2DBackpropInput | batch·inH·inW | inC | kH·kW·outC |
+ * | Conv2DBackpropFilter | kH·kW·inC | outC | batch·outH·outW (split across workgroups) |
+ *
+ * All three write `C[M, N]` row-major, which is exactly the NHWC output, the NHWC input
+ * gradient, or the HWIO filter gradient.
+ *
+ * @module
+ */
+import type { tf, WebGPUBackend } from "../deps.ts";
+import {
+  chooseSplits,
+  chooseTile,
+  type GemmSpec,
+  type GemmTile,
+  gemmUniforms,
+  ImplicitGemmProgram,
+  type OperandSpec,
+  SplitKReduceProgram,
+} from "./gemm_program.ts";
+
+/** The shape facts of one convolution, as tfjs's `computeConv2DInfo` reports them. */
+export type ConvInfo = tf.backend_util.Conv2DInfo;
+
+/** Which of the three products to build. */
+export type ConvOp = "forward" | "inputGrad" | "filterGrad";
+
+/** Knobs of the split-K policy. */
+export interface SplitPolicy {
+  /** Workgroups to aim for when the output alone gives fewer (default 1024). */
+  targetWorkgroups: number;
+  /** Shortest reduction chunk a split may get (default 256). */
+  minChunk: number;
+}
+
+/** The default split policy. */
+export const DEFAULT_SPLIT_POLICY: SplitPolicy = { targetWorkgroups: 1024, minChunk: 256 };
+
+/** Dispatch counts per op since the last {@link resetFastConvStats}: proof the kernels ran. */
+export const fastConvStats: Record<ConvOp, number> = { forward: 0, inputGrad: 0, filterGrad: 0 };
+
+/** Zeroes {@link fastConvStats}. */
+export function resetFastConvStats(): void {
+  fastConvStats.forward = fastConvStats.inputGrad = fastConvStats.filterGrad = 0;
+}
+
+/** WGSL statements that split `v` into `names` by the row-major extents `dims` (constants). */
+function decompose(v: string, names: string[], dims: number[]): string {
+  // names[i] ranges over dims[i]; the first name takes the quotient, so dims[0] is unused.
+  const out: string[] = [];
+  let rest = v;
+  for (let i = 0; i < names.length - 1; i++) {
+    const inner = dims.slice(i + 1).reduce((a, b) => a * b, 1);
+    if (inner === 1) {
+      out.push(`let ${names[i]} = ${rest};`);
+      rest = "0";
+      continue;
+    }
+    out.push(`let ${names[i]} = ${rest} / ${inner};`);
+    const r = `${names[i]}_r`;
+    out.push(`let ${r} = ${rest} - ${names[i]} * ${inner};`);
+    rest = r;
+  }
+  out.push(`let ${names[names.length - 1]} = ${rest};`);
+  return out.join(" ");
+}
+
+/** Shape constants of a convolution that every loader bakes in, as a cache-key fragment. */
+function convKey(c: ConvInfo): string {
+  return [
+    c.inHeight,
+    c.inWidth,
+    c.inChannels,
+    c.outHeight,
+    c.outWidth,
+    c.outChannels,
+    c.filterHeight,
+    c.filterWidth,
+    c.strideHeight,
+    c.strideWidth,
+    c.padInfo.top,
+    c.padInfo.left,
+  ].join("_");
+}
+
+/**
+ * Builds the implicit-GEMM spec of one convolution product.
+ *
+ * @param op which product
+ * @param c the convolution's shape facts (NHWC, dilation 1)
+ * @param policy split-K knobs
+ * @returns the spec, plus the reduction length and chunk for the uniforms
+ */
+export function convGemmSpec(
+  op: ConvOp,
+  c: ConvInfo,
+  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
+): { spec: GemmSpec; k: number; chunk: number; finalShape: number[] } {
+  const B = c.batchSize, IH = c.inHeight, IW = c.inWidth, CI = c.inChannels;
+  const OH = c.outHeight, OW = c.outWidth, CO = c.outChannels;
+  const KH = c.filterHeight, KW = c.filterWidth, SH = c.strideHeight, SW = c.strideWidth;
+  const PT = c.padInfo.top, PL = c.padInfo.left;
+  let m: number, n: number, k: number, a: OperandSpec, b: OperandSpec, finalShape: number[];
+  // Index of x[b, oh*SH - PT + kh, ow*SW - PL + kw, ci], -1 outside the image.
+  const xAt = `
+    let ih = oh * ${SH} - ${PT} + kh; let iw = ow * ${SW} - ${PL} + kw;
+    if (ih < 0 || ih >= ${IH} || iw < 0 || iw >= ${IW}) { return -1; }
+    return ((b * ${IH} + ih) * ${IW} + iw) * ${CI} + ci;`;
+  if (op === "forward") {
+    [m, n, k] = [B * OH * OW, CO, KH * KW * CI];
+    a = {
+      buffer: "x",
+      index: `${decompose("m", ["b", "oh", "ow"], [B, OH, OW])}
+        ${decompose("k", ["kh", "kw", "ci"], [KH, KW, CI])} ${xAt}`,
+      contiguousInK: true,
+      vec4: CI % 4 === 0,
+    };
+    b = { buffer: "W", index: `return k * ${CO} + n;`, contiguousInK: false, vec4: CO % 4 === 0 };
+    finalShape = [B, OH, OW, CO];
+  } else if (op === "inputGrad") {
+    [m, n, k] = [B * IH * IW, CI, KH * KW * CO];
+    // dx[b, ih, iw, ci] = Σ dy[b, oh, ow, co] · W[kh, kw, ci, co] over ih + PT - kh = oh*SH.
+    const strideTest = (t: string, s: number, o: string) =>
+      s === 1
+        ? `let ${o} = ${t};`
+        : `let ${o} = ${t} / ${s}; if (${o} * ${s} != ${t}) { return -1; }`;
+    a = {
+      buffer: "dy",
+      index: `${decompose("m", ["b", "ih", "iw"], [B, IH, IW])}
+        ${decompose("k", ["kh", "kw", "co"], [KH, KW, CO])}
+        let th = ih + ${PT} - kh; let tw = iw + ${PL} - kw;
+        if (th < 0 || tw < 0) { return -1; }
+        ${strideTest("th", SH, "oh")} ${strideTest("tw", SW, "ow")}
+        if (oh >= ${OH} || ow >= ${OW}) { return -1; }
+        return ((b * ${OH} + oh) * ${OW} + ow) * ${CO} + co;`,
+      contiguousInK: true,
+      vec4: CO % 4 === 0,
+    };
+    b = {
+      buffer: "W",
+      index: `${decompose("k", ["khw", "co"], [KH * KW, CO])}
+        return (khw * ${CI} + n) * ${CO} + co;`,
+      contiguousInK: true,
+      vec4: CO % 4 === 0,
+    };
+    finalShape = [B, IH, IW, CI];
+  } else {
+    [m, n, k] = [KH * KW * CI, CO, B * OH * OW];
+    a = {
+      buffer: "x",
+      index: `${decompose("m", ["kh", "kw", "ci"], [KH, KW, CI])}
+        ${decompose("k", ["b", "oh", "ow"], [B, OH, OW])} ${xAt}`,
+      contiguousInK: false,
+      vec4: CI % 4 === 0,
+    };
+    b = { buffer: "dy", index: `return k * ${CO} + n;`, contiguousInK: false, vec4: CO % 4 === 0 };
+    finalShape = [KH, KW, CI, CO];
+  }
+  const tile: GemmTile = chooseTile(m, n);
+  const tiles = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
+  let splits = 1, chunk = Math.ceil(k / tile.tk) * tile.tk;
+  if (tiles < policy.targetWorkgroups) {
+    ({ splits, chunk } = chooseSplits(k, tiles, {
+      tk: tile.tk,
+      target: policy.targetWorkgroups,
+      minChunk: policy.minChunk,
+      mn: m * n,
+    }));
+  }
+  const names: [string, string] = op === "forward"
+    ? ["x", "W"]
+    : op === "inputGrad"
+    ? ["dy", "W"]
+    : ["x", "dy"];
+  const spec: GemmSpec = {
+    key: `${op}_${convKey(c)}`,
+    variableNames: names,
+    a,
+    b,
+    outputShape: splits > 1 ? [splits, m, n] : finalShape,
+    splits,
+    m,
+    n,
+    tile,
+  };
+  return { spec, k, chunk, finalShape };
+}
+
+/**
+ * The input gradient of a strided convolution, one stride phase at a time: phase `(rh, rw)`
+ * holds the rows `ih ≡ rh - padTop (mod strideH)` (likewise for columns), which only the taps
+ * `kh ≡ rh (mod strideH)` reach, so each phase is a dense GEMM over exactly its taps instead of
+ * one GEMM whose `A` is mostly stride-gap zeros.
+ *
+ * @param c the convolution's shape facts (NHWC, dilation 1, a stride above 1)
+ * @param rh row phase, `0 <= rh < strideHeight`
+ * @param rw column phase, `0 <= rw < strideWidth`
+ * @returns the spec and its reduction length, or `null` when the phase has no rows
+ */
+export function inputGradPhaseSpec(
+  c: ConvInfo,
+  rh: number,
+  rw: number,
+): { spec: GemmSpec; k: number; chunk: number } | null {
+  const B = c.batchSize, IH = c.inHeight, IW = c.inWidth, CI = c.inChannels;
+  const OH = c.outHeight, OW = c.outWidth, CO = c.outChannels;
+  const KH = c.filterHeight, KW = c.filterWidth, SH = c.strideHeight, SW = c.strideWidth;
+  const PT = c.padInfo.top, PL = c.padInfo.left;
+  const first = (r: number, p: number, s: number) => (((r - p) % s) + s) % s;
+  const count = (start: number, size: number, s: number) =>
+    start < size ? Math.ceil((size - start) / s) : 0;
+  const ih0 = first(rh, PT, SH), iw0 = first(rw, PL, SW);
+  const IHr = count(ih0, IH, SH), IWr = count(iw0, IW, SW);
+  const KHr = count(rh, KH, SH), KWr = count(rw, KW, SW);
+  // ih = ih0 + SH*i and kh = rh + SH*jh give oh = (ih + PT - kh) / SH = ch + i - jh.
+  const ch = (ih0 + PT - rh) / SH, cw = (iw0 + PL - rw) / SW;
+  const m = B * IHr * IWr, n = CI, k = KHr * KWr * CO;
+  if (m === 0) return null;
+  const tile = chooseTile(m, n);
+  const spec: GemmSpec = {
+    key: `inputGradPhase_${convKey(c)}_${B}_${rh}_${rw}`,
+    variableNames: ["dy", "W"],
+    a: {
+      buffer: "dy",
+      index: `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
+        ${decompose("k", ["jh", "jw", "co"], [KHr, KWr, CO])}
+        let oh = ${ch} + i - jh; let ow = ${cw} + j - jw;
+        if (oh < 0 || oh >= ${OH} || ow < 0 || ow >= ${OW}) { return -1; }
+        return ((b * ${OH} + oh) * ${OW} + ow) * ${CO} + co;`,
+      contiguousInK: true,
+      vec4: CO % 4 === 0,
+    },
+    b: {
+      buffer: "W",
+      index: `${decompose("k", ["jh", "jw", "co"], [KHr, KWr, CO])}
+        let kh = ${rh} + ${SH} * jh; let kw = ${rw} + ${SW} * jw;
+        return ((kh * ${KW} + kw) * ${CI} + n) * ${CO} + co;`,
+      contiguousInK: true,
+      vec4: CO % 4 === 0,
+    },
+    outRow: `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
+      return (b * ${IH} + ${ih0} + ${SH} * i) * ${IW} + ${iw0} + ${SW} * j;`,
+    outputShape: [B, IH, IW, CI],
+    splits: 1,
+    m,
+    n,
+    tile,
+  };
+  return { spec, k, chunk: Math.ceil(k / tile.tk) * tile.tk };
+}
+
+/**
+ * Runs one convolution product on the webgpu backend: the GEMM, then (when split) the
+ * reduction of the partial products. Intermediate buffers are released.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param op which product
+ * @param c shape facts (NHWC, dilation 1)
+ * @param inputs the two input tensors in the order of the spec's `variableNames`
+ * @param policy split-K knobs
+ * @returns the output tensor info
+ */
+export function runConvGemm(
+  backend: WebGPUBackend,
+  op: ConvOp,
+  c: ConvInfo,
+  inputs: [tf.TensorInfo, tf.TensorInfo],
+  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
+): tf.TensorInfo {
+  if (op === "inputGrad" && (c.strideHeight > 1 || c.strideWidth > 1)) {
+    fastConvStats[op]++;
+    let out: tf.TensorInfo | undefined;
+    for (let rh = 0; rh < c.strideHeight; rh++) {
+      for (let rw = 0; rw < c.strideWidth; rw++) {
+        const phase = inputGradPhaseSpec(c, rh, rw);
+        if (phase === null) continue;
+        const { spec, k, chunk } = phase;
+        const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
+        const program = new ImplicitGemmProgram(spec);
+        out = backend.runWebGPUProgram(program, inputs, "float32", uniforms, out);
+      }
+    }
+    return out!;
+  }
+  const { spec, k, chunk, finalShape } = convGemmSpec(op, c, policy);
+  const program = new ImplicitGemmProgram(spec);
+  const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
+  fastConvStats[op]++;
+  const out = backend.runWebGPUProgram(program, inputs, "float32", uniforms);
+  if (spec.splits === 1) return out;
+  const reduce = new SplitKReduceProgram(finalShape);
+  const result = backend.runWebGPUProgram(reduce, [out], "float32", [
+    { type: "int32", data: [spec.splits] },
+  ]);
+  backend.disposeData(out.dataId);
+  return result;
+}

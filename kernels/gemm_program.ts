@@ -1,0 +1,385 @@
+/**
+ * A generator of tiled implicit-GEMM compute shaders as tfjs-backend-webgpu programs.
+ *
+ * Every convolution kernel in this folder is one matrix product `C[M, N] = A[M, K] · B[K, N]`
+ * whose operands are never materialised: the caller supplies two WGSL functions,
+ * `loadA(m, k)` and `loadB(k, n)`, that read them out of the convolution's tensors (and return 0
+ * for padding). The generated shader stages `TK`-deep slices of `A` and `B` through workgroup
+ * memory; each invocation keeps an `RM x RN` block of `C` in registers. The reduction axis can
+ * be split across workgroups (split-K, the third dispatch dimension): each split writes its own
+ * partial product and {@link SplitKReduceProgram} sums them in a second, small dispatch. No
+ * atomics are used, so results are deterministic.
+ *
+ * The program follows the `WebGPUProgram` contract of tfjs-backend-webgpu 4.22: the backend
+ * prepends the buffer bindings (`result`, then one `array<f32>` per entry of `variableNames`),
+ * the `uniforms` struct, and the `_start` entry point that fills `localId`, `localIndex` and
+ * `workgroupId` before it calls our `main()`.
+ *
+ * @module
+ */
+import type { WebGPUBackend } from "../deps.ts";
+
+/** The program type `WebGPUBackend.runWebGPUProgram` takes (tfjs does not export it by name). */
+export type WebGPUProgram = Parameters<WebGPUBackend["runWebGPUProgram"]>[0];
+
+/** The per-call uniform values `runWebGPUProgram` takes. */
+export type ProgramUniforms = NonNullable<Parameters<WebGPUBackend["runWebGPUProgram"]>[3]>;
+
+/** Tile shape of a GEMM program; every invocation computes a 4 x 4 block of `C`. */
+export interface GemmTile {
+  /** Rows of `C` per workgroup (a multiple of 4). */
+  tm: number;
+  /** Columns of `C` per workgroup (a multiple of 4). */
+  tn: number;
+  /** Depth of the `A`/`B` slices staged in workgroup memory per step (a multiple of 4). */
+  tk: number;
+}
+
+/** How the shader reads one operand of the product. */
+export interface OperandSpec {
+  /** Name of the input buffer (as in `variableNames`). */
+  buffer: string;
+  /**
+   * WGSL body of `fn(outer : i32, k : i32) -> i32`: the flat element index of the operand's
+   * element (row `outer` of `A` or column `outer` of `B`, reduction index `k`) in `buffer`, or
+   * -1 where the element is an implicit zero (padding, stride gaps). Called only in bounds.
+   */
+  index: string;
+  /** True when consecutive `k` are adjacent in memory (else consecutive `outer` are). */
+  contiguousInK: boolean;
+  /**
+   * True when groups of 4 along the contiguous axis, starting at multiples of 4, are adjacent
+   * in memory and share one validity: the buffer is then bound as `array<vec4<f32>>`.
+   */
+  vec4: boolean;
+}
+
+/** What a convolution supplies to {@link ImplicitGemmProgram}. */
+export interface GemmSpec {
+  /** Unique key of everything baked into the WGSL (shapes, strides, pads); part of the shader key. */
+  key: string;
+  /** Names of the two input buffers, in the order the tensors are passed. */
+  variableNames: [string, string];
+  /** The `A` operand (`M x K`). */
+  a: OperandSpec;
+  /** The `B` operand (`K x N`). */
+  b: OperandSpec;
+  /**
+   * WGSL body of `fn outRow(m : i32) -> i32`: the output row that row `m` of `C` is stored to
+   * (identity when absent; the phases of a strided input gradient each fill a subset of rows).
+   */
+  outRow?: string;
+  /** Output tensor shape; its element count must be `splits * M * N`. */
+  outputShape: number[];
+  /** Number of reduction splits (the dispatch's third dimension). */
+  splits: number;
+  /** Rows of `C`. */
+  m: number;
+  /** Columns of `C`. */
+  n: number;
+  /** Tile shape. */
+  tile: GemmTile;
+}
+
+/**
+ * Picks a tile for an `M x N` product: 64 rows, and 16, 32 or 64 columns so that narrow
+ * outputs (16 or 32 channels) do not waste most of a 64-wide tile; 64 to 256 invocations.
+ *
+ * @param _m rows of the product (unused for now; kept so callers state it)
+ * @param n columns of the product
+ * @returns the tile
+ * @example
+ * ```ts
+ * import { chooseTile } from "./gemm_program.ts";
+ * console.log(chooseTile(65536, 16).tn); // 16
+ * ```
+ */
+export function chooseTile(_m: number, n: number): GemmTile {
+  const tn = n <= 16 ? 16 : n <= 32 ? 32 : 64;
+  return { tm: 64, tn, tk: 16 };
+}
+
+/**
+ * How to split a reduction of length `k` over workgroups: enough splits to reach about
+ * `target` workgroups in all, each split at least `minChunk` long (a multiple of `tk`), and
+ * the partial buffer (`splits * mn` floats) at most `maxPartialFloats` (default 2^24).
+ *
+ * @param k reduction length
+ * @param outputTiles workgroups per split (output tiles)
+ * @param opts tile depth, target workgroup count, shortest chunk, partial-buffer cap and
+ *   the size of one split's output
+ * @returns the number of splits and the chunk length per split
+ * @example
+ * ```ts
+ * import { chooseSplits } from "./gemm_program.ts";
+ * const s = chooseSplits(65536, 5, { tk: 16, target: 640, minChunk: 256, mn: 2304 });
+ * console.log(s.splits, s.chunk); // 128 512
+ * ```
+ */
+export function chooseSplits(
+  k: number,
+  outputTiles: number,
+  opts: { tk: number; target: number; minChunk: number; mn: number; maxPartialFloats?: number },
+): { splits: number; chunk: number } {
+  const maxPartial = opts.maxPartialFloats ?? 1 << 24;
+  let splits = Math.max(1, Math.ceil(opts.target / outputTiles));
+  splits = Math.min(splits, Math.max(1, Math.floor(k / opts.minChunk)));
+  splits = Math.min(splits, Math.max(1, Math.floor(maxPartial / opts.mn)));
+  const chunk = Math.ceil(Math.ceil(k / splits) / opts.tk) * opts.tk;
+  return { splits: Math.ceil(k / chunk), chunk };
+}
+
+/**
+ * A tiled implicit-GEMM program: `C = A · B` with `A`, `B` read through the spec's index
+ * functions. Workgroup `(TN/4, TM/4)`; each invocation owns rows `4·ty..4·ty+3` and columns
+ * `4·tx..4·tx+3` of the workgroup's tile and accumulates them in four `vec4` registers.
+ * Staged slices are `vec4` arrays laid out along each operand's contiguous axis.
+ * Uniforms at run time: `dimM, dimN, dimK, kChunk, kTiles` (see {@link gemmUniforms}).
+ */
+export class ImplicitGemmProgram implements WebGPUProgram {
+  /** Input buffer names. */
+  variableNames: string[];
+  /** Components per input buffer element (4 for the operands read as `vec4`). */
+  variableComponents: number[];
+  /** Components per output element (4 when `N` is a multiple of 4). */
+  outputComponent: number;
+  /** Output shape (`[splits, M, N]` when split, else the convolution's output shape). */
+  outputShape: number[];
+  /** Cache key of the compiled pipeline (tfjs appends ranks and dtypes). */
+  shaderKey: string;
+  /** Dispatch axes: x = column tiles, y = row tiles, z = splits. */
+  dispatchLayout: { x: number[]; y: number[]; z: number[] };
+  /** Workgroups per dimension. */
+  dispatch: [number, number, number];
+  /** Invocations per workgroup. */
+  workgroupSize: [number, number, number];
+  /** Program-defined uniforms. */
+  uniforms = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32,";
+  private readonly spec: GemmSpec;
+
+  /** @param spec the product and its operands */
+  constructor(spec: GemmSpec) {
+    const t = spec.tile;
+    if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
+    if (!spec.a.contiguousInK && spec.b.contiguousInK) {
+      throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
+    }
+    this.spec = spec;
+    this.variableNames = [...spec.variableNames];
+    this.variableComponents = spec.variableNames.map((name) =>
+      (name === spec.a.buffer ? spec.a.vec4 : spec.b.vec4) ? 4 : 1
+    );
+    this.outputComponent = spec.n % 4 === 0 ? 4 : 1;
+    this.outputShape = spec.outputShape;
+    this.workgroupSize = [t.tn / 4, t.tm / 4, 1];
+    this.dispatchLayout = { x: [0], y: [1], z: [2] };
+    this.dispatch = [Math.ceil(spec.n / t.tn), Math.ceil(spec.m / t.tm), spec.splits];
+    const vecKey = `${spec.a.vec4 ? 4 : 1}${spec.b.vec4 ? 4 : 1}${this.outputComponent}`;
+    this.shaderKey = `fastconv_gemm_${spec.key}_${t.tm}_${t.tn}_${t.tk}_${vecKey}_` +
+      (spec.splits > 1 ? "split" : "one");
+  }
+
+  /** @returns the WGSL body that follows the backend's preamble */
+  getUserCode(): string {
+    const { tile: t, a, b } = this.spec;
+    const wx = t.tn / 4, wy = t.tm / 4, threads = wx * wy;
+    const kq = t.tk / 4;
+    // Staged layouts: an operand contiguous in k is kept as [outer][k/4] vec4s, one
+    // contiguous along its outer axis as [k][outer/4] vec4s.
+    const stage = (name: "A" | "B", op: OperandSpec, outer: number): string => {
+      const groups = (outer * t.tk) / 4;
+      const bound = name === "A" ? "uniforms.dimM" : "uniforms.dimN";
+      const start = name === "A" ? "m0" : "n0";
+      const idx = "g";
+      const [o, k, dst, step] = op.contiguousInK
+        ? [`${idx} / ${kq}`, `(${idx} % ${kq}) * 4`, `o * ${kq} + kl / 4`, ["0", "j"]]
+        : [`(${idx} % ${outer / 4}) * 4`, `${idx} / ${outer / 4}`, `kl * ${outer / 4} + o / 4`, [
+          "j",
+          "0",
+        ]];
+      const load = op.vec4
+        ? `if (r < ${bound} && k < kEnd) {
+            let i = index${name}(r, k);
+            if (i >= 0) { v = ${op.buffer}[i / 4]; }
+          }`
+        : `for (var j = 0; j < 4; j++) {
+            let rj = r + ${step[0]}; let kj = k + ${step[1]};
+            if (rj < ${bound} && kj < kEnd) {
+              let i = index${name}(rj, kj);
+              if (i >= 0) { v[j] = ${op.buffer}[i]; }
+            }
+          }`;
+      const body = `let o = ${o}; let kl = ${k};
+          let r = ${start} + o; let k = k0 + kl;
+          var v = vec4<f32>(0.0);
+          ${load}
+          ${name}s[${dst}] = v;`;
+      // The scalar loader stays a loop: llvmpipe compiles it unrolled very slowly.
+      if (!op.vec4) return `for (var g = lid; g < ${groups}; g += ${threads}) { ${body} }`;
+      const copies: string[] = [];
+      for (let g0 = 0; g0 < groups; g0 += threads) {
+        const guard = g0 + threads > groups ? `if (lid + ${g0} < ${groups})` : "";
+        copies.push(`${guard} { let g = lid + ${g0}; ${body} }`);
+      }
+      return copies.join("\n");
+    };
+    const aSize = (t.tm * t.tk) / 4, bSize = (t.tn * t.tk) / 4;
+    let inner: string;
+    if (a.contiguousInK && !b.contiguousInK) {
+      inner = `for (var q = 0; q < ${kq}; q++) {
+        let b0 = Bs[(q * 4) * ${wx} + tx];
+        let b1 = Bs[(q * 4 + 1) * ${wx} + tx];
+        let b2 = Bs[(q * 4 + 2) * ${wx} + tx];
+        let b3 = Bs[(q * 4 + 3) * ${wx} + tx];
+        ${
+        [0, 1, 2, 3].map((i) =>
+          `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
+             c${i} = fma(vec4<f32>(a.x), b0, c${i}); c${i} = fma(vec4<f32>(a.y), b1, c${i});
+             c${i} = fma(vec4<f32>(a.z), b2, c${i}); c${i} = fma(vec4<f32>(a.w), b3, c${i}); }`
+        ).join("\n")
+      }
+      }`;
+    } else if (a.contiguousInK) {
+      inner = `for (var q = 0; q < ${kq}; q++) {
+        let b0 = Bs[(tx * 4) * ${kq} + q];
+        let b1 = Bs[(tx * 4 + 1) * ${kq} + q];
+        let b2 = Bs[(tx * 4 + 2) * ${kq} + q];
+        let b3 = Bs[(tx * 4 + 3) * ${kq} + q];
+        ${
+        [0, 1, 2, 3].map((i) =>
+          `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
+             c${i} = c${i} + vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }`
+        ).join("\n")
+      }
+      }`;
+    } else {
+      inner = `for (var kk = 0; kk < ${t.tk}; kk++) {
+        let a = As[kk * ${wy} + ty];
+        let b = Bs[kk * ${wx} + tx];
+        c0 = fma(vec4<f32>(a.x), b, c0); c1 = fma(vec4<f32>(a.y), b, c1);
+        c2 = fma(vec4<f32>(a.z), b, c2); c3 = fma(vec4<f32>(a.w), b, c3);
+      }`;
+    }
+    const store = [0, 1, 2, 3].map((i) => {
+      const row = `m0 + ty * 4 + ${i}`;
+      if (this.outputComponent === 4) {
+        return `{ let row = ${row};
+          if (row < uniforms.dimM && col < uniforms.dimN) {
+            result[(base + outRow(row) * uniforms.dimN + col) / 4] = c${i};
+          } }`;
+      }
+      return `{ let row = ${row};
+        if (row < uniforms.dimM) {
+          for (var j = 0; j < 4; j++) {
+            if (col + j < uniforms.dimN) {
+              result[base + outRow(row) * uniforms.dimN + col + j] = c${i}[j];
+            }
+          }
+        } }`;
+    }).join("\n");
+    return `
+      var<workgroup> As : array<vec4<f32>, ${aSize}>;
+      var<workgroup> Bs : array<vec4<f32>, ${bSize}>;
+      fn indexA(m : i32, k : i32) -> i32 { ${a.index} }
+      fn indexB(n : i32, k : i32) -> i32 { ${b.index} }
+      fn outRow(m : i32) -> i32 { ${this.spec.outRow ?? "return m;"} }
+      ${mainHeader()} {
+        let tx = i32(localId.x);
+        let ty = i32(localId.y);
+        let lid = i32(localIndex);
+        let m0 = i32(workgroupId.y) * ${t.tm};
+        let n0 = i32(workgroupId.x) * ${t.tn};
+        let kBegin = i32(workgroupId.z) * uniforms.kChunk;
+        let kEnd = min(uniforms.dimK, kBegin + uniforms.kChunk);
+        var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0);
+        var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+        for (var t = 0; t < uniforms.kTiles; t++) {
+          let k0 = kBegin + t * ${t.tk};
+          ${stage("A", a, t.tm)}
+          ${stage("B", b, t.tn)}
+          workgroupBarrier();
+          ${inner}
+          workgroupBarrier();
+        }
+        let base = i32(workgroupId.z) * uniforms.dimM * uniforms.dimN;
+        let col = n0 + tx * 4;
+        ${store}
+      }`;
+  }
+}
+
+/**
+ * The uniform values an {@link ImplicitGemmProgram} reads.
+ *
+ * @param m rows of the product
+ * @param n columns of the product
+ * @param k reduction length
+ * @param chunk reduction length per split (a multiple of the tile depth)
+ * @param tk tile depth
+ * @returns the uniform list for `runWebGPUProgram`
+ */
+export function gemmUniforms(
+  m: number,
+  n: number,
+  k: number,
+  chunk: number,
+  tk: number,
+): ProgramUniforms {
+  return [
+    { type: "int32", data: [m] },
+    { type: "int32", data: [n] },
+    { type: "int32", data: [k] },
+    { type: "int32", data: [chunk] },
+    { type: "int32", data: [Math.ceil(chunk / tk)] },
+  ];
+}
+
+/**
+ * Second pass of split-K: `out[i] = Σ_s partial[s, i]`, one invocation per output element.
+ * Uniform at run time: `numSplits`.
+ */
+export class SplitKReduceProgram implements WebGPUProgram {
+  /** Input buffer names. */
+  variableNames = ["partial"];
+  /** Output shape. */
+  outputShape: number[];
+  /** Cache key. */
+  shaderKey = "fastconv_splitk_reduce";
+  /** Flat dispatch over the output. */
+  dispatchLayout: { x: number[] };
+  /** Workgroups per dimension. */
+  dispatch: [number, number, number];
+  /** Invocations per workgroup. */
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  /** Ask the backend for the `size` uniform. */
+  size = true;
+  /** Program-defined uniforms. */
+  uniforms = "numSplits : i32,";
+
+  /** @param outputShape the final output shape */
+  constructor(outputShape: number[]) {
+    this.outputShape = outputShape;
+    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
+    const size = outputShape.reduce((a, b) => a * b, 1);
+    this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
+  }
+
+  /** @returns the WGSL body */
+  getUserCode(): string {
+    return `
+      ${mainHeader("index")} {
+        if (index < uniforms.size) {
+          var s = 0.0;
+          for (var z = 0; z < uniforms.numSplits; z++) {
+            s = s + partial[z * uniforms.size + index];
+          }
+          setOutputAtIndex(index, s);
+        }
+      }`;
+  }
+}
+
+/** The `fn main(...)` header the backend's `_start` calls (its `getMainHeaderString`). */
+function mainHeader(index?: string): string {
+  return index === undefined ? "fn main()" : `fn main(${index} : i32)`;
+}

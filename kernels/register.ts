@@ -1,0 +1,175 @@
+/**
+ * Swaps tfjs's `webgpu` kernels for `Conv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter`
+ * with the implicit-GEMM kernels of this folder, and back. Model code does not change: every
+ * `tf.conv2d` (and its gradients) on the webgpu backend goes through the registered kernels.
+ * Configurations the fast kernels do not cover (NCHW, dilation > 1, non-float32) are handed to
+ * the stock kernel.
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../deps.ts";
+import {
+  type ConvInfo,
+  type ConvOp,
+  DEFAULT_SPLIT_POLICY,
+  runConvGemm,
+  type SplitPolicy,
+} from "./conv_gemm.ts";
+
+/** The kernels {@link registerFastKernels} replaces. */
+export const FAST_KERNEL_NAMES = ["Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"] as const;
+type FastKernelName = typeof FAST_KERNEL_NAMES[number];
+
+/** Options of {@link registerFastKernels}. */
+export interface FastKernelOptions {
+  /** Which kernels to replace; all of {@link FAST_KERNEL_NAMES} when absent. */
+  kernels?: readonly FastKernelName[];
+  /** Split-K knobs; {@link DEFAULT_SPLIT_POLICY} when absent. */
+  split?: Partial<SplitPolicy>;
+}
+
+/** Marks our kernel functions, so a second copy of this module recognises them. */
+const FAST = Symbol.for("regnet-vision.fastConvKernel");
+/** Stock configs, shared by every copy of this module in the process. */
+const STOCK_KEY = Symbol.for("regnet-vision.stockConvKernels");
+type Registry = Map<string, tf.KernelConfig>;
+const globalStore = globalThis as unknown as Record<symbol, Registry | undefined>;
+const stock: Registry = globalStore[STOCK_KEY] ??= new Map();
+let policy: SplitPolicy = { ...DEFAULT_SPLIT_POLICY };
+
+type Attrs = {
+  strides: [number, number] | number;
+  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: "NHWC" | "NCHW";
+  dilations?: [number, number] | number;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  inputShape?: [number, number, number, number];
+  filterShape?: [number, number, number, number];
+};
+
+/** The convolution facts for one call, or `null` when the fast kernels do not cover it. */
+function convInfoOf(
+  xShape: number[],
+  filterShape: number[],
+  attrs: Attrs,
+  dtypes: string[],
+): ConvInfo | null {
+  if (attrs.dataFormat === "NCHW" || dtypes.some((d) => d !== "float32")) return null;
+  if (xShape.length !== 4 || filterShape.length !== 4) return null;
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    "channelsLast",
+  );
+  if (info.dilationHeight !== 1 || info.dilationWidth !== 1) return null;
+  return info;
+}
+
+function makeKernel(name: FastKernelName, fallback: tf.KernelFunc): tf.KernelFunc {
+  const op: ConvOp = name === "Conv2D"
+    ? "forward"
+    : name === "Conv2DBackpropInput"
+    ? "inputGrad"
+    : "filterGrad";
+  const fn: tf.KernelFunc = (args) => {
+    const { inputs, attrs } = args;
+    const backend = args.backend as WebGPUBackend;
+    const a = attrs as unknown as Attrs;
+    let info: ConvInfo | null = null;
+    let ins: [tf.TensorInfo, tf.TensorInfo];
+    if (op === "forward") {
+      const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
+      info = convInfoOf(x.shape, filter.shape, a, [x.dtype, filter.dtype]);
+      ins = [x, filter];
+    } else if (op === "inputGrad") {
+      const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+      info = a.inputShape
+        ? convInfoOf(a.inputShape, filter.shape, a, [dy.dtype, filter.dtype])
+        : null;
+      ins = [dy, filter];
+    } else {
+      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+      info = a.filterShape ? convInfoOf(x.shape, a.filterShape, a, [x.dtype, dy.dtype]) : null;
+      ins = [x, dy];
+    }
+    if (info === null) return fallback(args);
+    return runConvGemm(backend, op, info, ins, policy);
+  };
+  (fn as unknown as Record<symbol, boolean>)[FAST] = true;
+  return fn;
+}
+
+function isFast(config: tf.KernelConfig | undefined): boolean {
+  return config !== undefined &&
+    (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST] === true;
+}
+
+/**
+ * Replaces tfjs's webgpu kernels for `Conv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter`
+ * with the fast ones. Idempotent; a second call only updates the split policy. The stock
+ * kernels are kept and used for configurations the fast ones do not cover.
+ *
+ * @param options which kernels, and the split-K knobs
+ * @example
+ * ```ts
+ * import { registerFastKernels, unregisterFastKernels } from "./register.ts";
+ * registerFastKernels();
+ * unregisterFastKernels();
+ * ```
+ */
+export function registerFastKernels(options: FastKernelOptions = {}): void {
+  policy = { ...DEFAULT_SPLIT_POLICY, ...options.split };
+  for (const name of options.kernels ?? FAST_KERNEL_NAMES) {
+    const current = tf.getKernel(name, "webgpu");
+    if (current === undefined || isFast(current)) continue;
+    stock.set(name, current);
+    tf.unregisterKernel(name, "webgpu");
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "webgpu",
+      kernelFunc: makeKernel(name, current.kernelFunc),
+    });
+  }
+}
+
+/**
+ * Puts tfjs's stock webgpu kernels back. Idempotent; a no-op when nothing was replaced.
+ *
+ * @example
+ * ```ts
+ * import { unregisterFastKernels } from "./register.ts";
+ * unregisterFastKernels();
+ * ```
+ */
+export function unregisterFastKernels(): void {
+  for (const name of FAST_KERNEL_NAMES) {
+    const current = tf.getKernel(name, "webgpu");
+    const original = stock.get(name);
+    if (!isFast(current) || original === undefined) continue;
+    tf.unregisterKernel(name, "webgpu");
+    tf.registerKernel(original);
+    stock.delete(name);
+  }
+}
+
+/**
+ * Whether the fast kernel for `name` is the one registered now.
+ *
+ * @param name a kernel name
+ * @returns true when the fast kernel is registered for the webgpu backend
+ * @example
+ * ```ts
+ * import { fastKernelRegistered } from "./register.ts";
+ * console.log(fastKernelRegistered("Conv2D")); // false
+ * ```
+ */
+export function fastKernelRegistered(name: string): boolean {
+  return isFast(tf.getKernel(name, "webgpu"));
+}
+
+export { fastConvStats, resetFastConvStats } from "./conv_gemm.ts";

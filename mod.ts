@@ -1,0 +1,55 @@
+/**
+ * Image classifiers for Deno on WebGPU, exact against PyTorch: the seed's ResNet20, ResNet20
+ * with ConvRNN or ConvGRU cells in its blocks, and torchvision's RegNetY-400MF, trained with
+ * PyTorch's SGD and BatchNorm semantics through tfjs.
+ *
+ * ```ts
+ * import { createModel, initBackend, SGD, tf, trainStep } from "./mod.ts";
+ * await initBackend({ backend: "cpu", log: null });
+ * const model = createModel("resnet20-convgru", { numClasses: 10, inputSize: 32, seed: 0 });
+ * const images = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D;
+ * const labels = tf.tensor1d([1, 2], "int32");
+ * const logits = model.predict(images) as tf.Tensor2D; // inference mode
+ * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+ * const loss: number = await trainStep(model, opt, images, labels); // training mode
+ * console.log(logits.shape, loss > 0); // [2, 10] true
+ * tf.dispose([images, labels, logits]);
+ * ```
+ *
+ * @module
+ */
+export { tf } from "./deps.ts";
+export {
+  BACKEND_NAMES,
+  type BackendInfo,
+  type BackendName,
+  hasHardwareGpu,
+  initBackend,
+  type InitBackendOptions,
+} from "./backend/backend.ts";
+export {
+  countParams,
+  createModel,
+  type CreateModelOptions,
+  MODEL_NAMES,
+  type ModelName,
+  MODELS,
+  modelSpec,
+  modelSummary,
+} from "./models/registry.ts";
+export { buildResNet, type ResNetConfig } from "./models/resnet.ts";
+export { buildRegNet, REGNET_CONFIGS, type RegNetConfig, regnetStages } from "./models/regnet.ts";
+export {
+  assignStateDict,
+  loadWeights,
+  saveWeights,
+  stateDict,
+  stateEntries,
+  type StateEntry,
+} from "./models/weights.ts";
+export { loadLayersModel, saveLayersModel } from "./models/tfjs_io.ts";
+export { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "./models/layers.ts";
+export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/safetensors.ts";
+export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
+export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
+export { UserError } from "./util/errors.ts";

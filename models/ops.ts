@@ -1,0 +1,160 @@
+/**
+ * Tensor functions with PyTorch's semantics, written once over tfjs ops so every layer and every
+ * backend shares them: convolution with symmetric padding and groups, batch normalization, the
+ * recurrent cells' updates. Nothing here names a backend; the fast WebGPU kernels replace the
+ * tfjs kernels underneath (`kernels/`), not these functions.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+
+/** How a convolution is applied, as `torch.nn.Conv2d` takes it. */
+export interface ConvSpec {
+  /** Stride in both directions. */
+  stride: number;
+  /** Zero padding on every side (PyTorch's `padding=int`). */
+  padding: number;
+  /** Number of channel groups (1 = ordinary convolution). */
+  groups: number;
+}
+
+/**
+ * A 2-D convolution as `torch.nn.functional.conv2d` computes it, on NHWC input.
+ *
+ * @param x input `[N, H, W, C]`
+ * @param kernel filter `[kh, kw, C / groups, out]` (PyTorch's `[out, C / groups, kh, kw]` transposed)
+ * @param spec stride, symmetric padding and groups
+ * @returns `[N, H', W', out]`
+ */
+export function conv2d(x: tf.Tensor4D, kernel: tf.Tensor4D, spec: ConvSpec): tf.Tensor4D {
+  const pad = spec.padding === 0 ? "valid" : spec.padding;
+  if (spec.groups === 1) return tf.conv2d(x, kernel, spec.stride, pad);
+  return groupedConv2d(x, kernel, spec.stride, pad, spec.groups);
+}
+
+/**
+ * Grouped convolution, exact, from one depthwise convolution and one sum: input channel `c` of
+ * group `g` is convolved with the `gi x go` block of group `g` by a depthwise filter with
+ * channel multiplier `go`, then the `gi` partial outputs of each group are summed.
+ */
+function groupedConv2d(
+  x: tf.Tensor4D,
+  kernel: tf.Tensor4D,
+  stride: number,
+  pad: "valid" | number,
+  groups: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, gi, out] = kernel.shape;
+    const go = out / groups;
+    // [kh, kw, gi, G, go] -> [kh, kw, G, gi, go] -> [kh, kw, G * gi, go]
+    const depthwise = kernel.reshape([kh, kw, gi, groups, go]).transpose([0, 1, 3, 2, 4])
+      .reshape([kh, kw, groups * gi, go]) as tf.Tensor4D;
+    const y = tf.depthwiseConv2d(x, depthwise, stride, pad); // [N, H', W', G * gi * go]
+    const [n, h, w] = y.shape;
+    return y.reshape([n, h, w, groups, gi, go]).sum(4).reshape([n, h, w, out]) as tf.Tensor4D;
+  });
+}
+
+/** Batch statistics of a training-mode batch normalization, for the running averages. */
+export interface BatchStats {
+  /** Per-channel mean over N, H, W. */
+  mean: tf.Tensor1D;
+  /** Per-channel biased variance over N, H, W (what normalizes the batch). */
+  variance: tf.Tensor1D;
+  /** Number of values per channel (N * H * W), for the unbiased correction. */
+  count: number;
+}
+
+/**
+ * Batch normalization in training mode over the channel axis of NHWC input: normalizes with the
+ * batch's mean and biased variance, as `torch.nn.BatchNorm2d` does in `train()` mode.
+ *
+ * @returns the normalized tensor and the batch statistics
+ */
+export function batchNormTraining(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+): { y: tf.Tensor4D; stats: BatchStats } {
+  const { mean, variance } = tf.moments(x, [0, 1, 2]);
+  const y = tf.batchNorm(x, mean, variance, beta, gamma, epsilon);
+  const [n, h, w] = x.shape;
+  return {
+    y: y as tf.Tensor4D,
+    stats: { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, count: n * h * w },
+  };
+}
+
+/**
+ * The running-average update of `torch.nn.BatchNorm2d`: `running = (1 - m) * running + m * batch`,
+ * with the unbiased batch variance.
+ *
+ * @returns the new running mean and variance
+ */
+export function runningStatsUpdate(
+  runningMean: tf.Tensor1D,
+  runningVar: tf.Tensor1D,
+  stats: BatchStats,
+  momentum: number,
+): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  return tf.tidy(() => {
+    const correction = stats.count > 1 ? stats.count / (stats.count - 1) : 1;
+    const mean = runningMean.mul(1 - momentum).add(stats.mean.mul(momentum)) as tf.Tensor1D;
+    const variance = runningVar.mul(1 - momentum).add(
+      stats.variance.mul(correction * momentum),
+    ) as tf.Tensor1D;
+    return { mean, variance };
+  });
+}
+
+/**
+ * The seed's ConvRNN update: `h' = tanh(conv3x3(concat[x, h]) + bias)`.
+ */
+export function convRnnStep(
+  x: tf.Tensor4D,
+  h: tf.Tensor4D,
+  kernel: tf.Tensor4D,
+  bias: tf.Tensor1D,
+): tf.Tensor4D {
+  return tf.tidy(() => tf.tanh(conv3x3Bias(tf.concat([x, h], 3), kernel, bias)));
+}
+
+/**
+ * The seed's ConvGRU update: `z = concat[x, h]`; `a, b = sigmoid(split(conv_x(z), 2))`;
+ * `y = tanh(conv_y(concat[z, b * h]))`; `h' = a * h + (1 - a) * y`.
+ */
+export function convGruStep(
+  x: tf.Tensor4D,
+  h: tf.Tensor4D,
+  kernelX: tf.Tensor4D,
+  biasX: tf.Tensor1D,
+  kernelY: tf.Tensor4D,
+  biasY: tf.Tensor1D,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const z = tf.concat([x, h], 3);
+    const [a, b] = tf.split(tf.sigmoid(conv3x3Bias(z, kernelX, biasX)), 2, 3);
+    const y = tf.tanh(conv3x3Bias(tf.concat([z, b.mul(h)], 3), kernelY, biasY));
+    return a.mul(h).add(tf.scalar(1).sub(a).mul(y)) as tf.Tensor4D;
+  });
+}
+
+function conv3x3Bias(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D): tf.Tensor4D {
+  return conv2d(x, kernel, { stride: 1, padding: 1, groups: 1 }).add(bias) as tf.Tensor4D;
+}
+
+/**
+ * Mean cross-entropy of `logits` against integer `labels`, as `torch.nn.CrossEntropyLoss()`.
+ *
+ * @param logits `[N, classes]`
+ * @param labels `[N]` int32 class indices
+ * @returns scalar loss
+ */
+export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const oneHot = tf.oneHot(labels, logits.shape[1]);
+    return tf.logSoftmax(logits).mul(oneHot).sum(1).mean().neg() as tf.Scalar;
+  });
+}

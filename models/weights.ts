@@ -1,0 +1,186 @@
+/**
+ * Model weights as PyTorch state dicts: names and layouts of the seed's modules and of
+ * torchvision, stored in safetensors. A state dict saved from PyTorch loads as is; ours load back
+ * into PyTorch.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { parseSafetensors, type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
+import { isTorchModule, type TorchParam } from "./layers.ts";
+import { UserError } from "../util/errors.ts";
+
+/** One state-dict entry of a model: its full PyTorch name and where it lives here. */
+export interface StateEntry extends TorchParam {
+  /** Full PyTorch name (`layer2.0.shortcut.1.running_var`). */
+  name: string;
+  /** Whether the optimizer updates it (PyTorch's parameters, not buffers). */
+  trainable: boolean;
+}
+
+/**
+ * The model's state-dict entries in PyTorch's order.
+ *
+ * @param model a model of the zoo
+ * @returns one entry per PyTorch tensor
+ */
+export function stateEntries(model: tf.LayersModel): StateEntry[] {
+  const entries: StateEntry[] = [];
+  for (const layer of model.layers) {
+    if (!isTorchModule(layer)) continue;
+    const trainable = new Set(layer.trainableWeights.map((w) => w.id));
+    for (const p of layer.torchParams()) {
+      entries.push({
+        ...p,
+        name: `${layer.name}.${p.key}`,
+        trainable: trainable.has(p.variable.id),
+      });
+    }
+  }
+  return entries;
+}
+
+/** The PyTorch shape of an entry. */
+export function torchShape(entry: TorchParam): number[] {
+  const s = entry.variable.shape as number[];
+  if (entry.layout === "conv") return [s[3], s[2], s[0], s[1]];
+  if (entry.layout === "linear") return [s[1], s[0]];
+  return s;
+}
+
+const TO_TORCH = { conv: [3, 2, 0, 1], linear: [1, 0] } as const;
+const FROM_TORCH = { conv: [2, 3, 1, 0], linear: [1, 0] } as const;
+
+/**
+ * Converts a tfjs tensor to PyTorch's layout for `entry`.
+ *
+ * @returns a new tensor in PyTorch's layout
+ */
+export function toTorchLayout(entry: TorchParam, value: tf.Tensor): tf.Tensor {
+  return entry.layout === "plain" ? value.clone() : value.transpose([...TO_TORCH[entry.layout]]);
+}
+
+/**
+ * Converts a tensor in PyTorch's layout to the tfjs layout of `entry`.
+ *
+ * @returns a new tensor in tfjs's layout
+ */
+export function fromTorchLayout(entry: TorchParam, value: tf.Tensor): tf.Tensor {
+  return entry.layout === "plain" ? value.clone() : value.transpose([...FROM_TORCH[entry.layout]]);
+}
+
+/**
+ * The model's state dict as host arrays in PyTorch's layout (int64 as `BigInt64Array`).
+ *
+ * @param model a model of the zoo
+ * @returns tensors by PyTorch name
+ */
+export async function stateDict(model: tf.LayersModel): Promise<Map<string, SafeTensor>> {
+  const out = new Map<string, SafeTensor>();
+  for (const entry of stateEntries(model)) {
+    const t = tf.tidy(() => toTorchLayout(entry, entry.variable.read()));
+    const values = await t.data() as Float32Array;
+    t.dispose();
+    const shape = torchShape(entry);
+    out.set(
+      entry.name,
+      entry.torchDtype === "int64"
+        ? { dtype: "I64", shape, data: BigInt64Array.from(values, (v) => BigInt(Math.round(v))) }
+        : { dtype: "F32", shape, data: new Float32Array(values) },
+    );
+  }
+  return out;
+}
+
+/**
+ * Assigns a state dict to the model. Every entry must be present with PyTorch's shape; missing,
+ * unexpected or mis-shaped tensors are one error listing them all.
+ *
+ * @param model a model of the zoo
+ * @param tensors tensors by PyTorch name (extra keys named in `ignore` are skipped)
+ * @param source where they came from, for the error message
+ */
+export function assignStateDict(
+  model: tf.LayersModel,
+  tensors: Map<string, SafeTensor>,
+  source = "state dict",
+): void {
+  const entries = stateEntries(model);
+  const known = new Set(entries.map((e) => e.name));
+  const missing = entries.filter((e) => !tensors.has(e.name)).map((e) => e.name);
+  const unexpected = [...tensors.keys()].filter((k) => !known.has(k));
+  const misshaped = entries.filter((e) => tensors.has(e.name)).flatMap((e) => {
+    const want = torchShape(e), got = tensors.get(e.name)!.shape;
+    return want.join(",") === got.join(",") ? [] : [`${e.name} [${got}] (expected [${want}])`];
+  });
+  const problems = [
+    missing.length ? `missing ${list(missing)}` : "",
+    unexpected.length ? `unexpected ${list(unexpected)}` : "",
+    misshaped.length ? `mis-shaped ${list(misshaped)}` : "",
+  ].filter((p) => p);
+  if (problems.length) {
+    throw new UserError(`${source}: does not fit model "${model.name}": ${problems.join("; ")}`);
+  }
+  for (const entry of entries) {
+    const t = tensors.get(entry.name)!;
+    const values = t.data instanceof BigInt64Array
+      ? Float32Array.from(t.data, (v) => Number(v))
+      : Float32Array.from(t.data as ArrayLike<number>);
+    tf.tidy(() => {
+      const value = fromTorchLayout(entry, tf.tensor(values, t.shape, "float32"));
+      entry.variable.write(value);
+    });
+  }
+}
+
+function list(names: string[]): string {
+  const shown = names.slice(0, 12).join(", ");
+  return names.length > 12 ? `${names.length} tensors: ${shown}, ...` : shown;
+}
+
+/**
+ * Loads PyTorch-named weights from a safetensors file or buffer into the model.
+ *
+ * @param model a model of the zoo
+ * @param source a path or the file's bytes
+ * @example
+ * ```ts ignore
+ * await loadWeights(model, "runs/resnet20/best.safetensors");
+ * ```
+ */
+export async function loadWeights(
+  model: tf.LayersModel,
+  source: string | Uint8Array,
+): Promise<void> {
+  const name = typeof source === "string" ? source : "weights";
+  let bytes: Uint8Array;
+  if (typeof source === "string") {
+    try {
+      bytes = await Deno.readFile(source);
+    } catch (e) {
+      throw new UserError(`${source}: cannot read weights (${(e as Error).message})`);
+    }
+  } else bytes = source;
+  let tensors: Map<string, SafeTensor>;
+  try {
+    tensors = parseSafetensors(bytes, name).tensors;
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  assignStateDict(model, tensors, name);
+}
+
+/**
+ * The model's weights as a safetensors file with PyTorch's names and layouts, which
+ * `safetensors.torch.load_file` then `model.load_state_dict` take as is.
+ *
+ * @param model a model of the zoo
+ * @param metadata string pairs stored in the file's header
+ * @returns the file's bytes
+ */
+export async function saveWeights(
+  model: tf.LayersModel,
+  metadata?: Record<string, string>,
+): Promise<Uint8Array> {
+  return serializeSafetensors(await stateDict(model), { format: "pt", ...metadata });
+}

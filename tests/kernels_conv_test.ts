@@ -1,0 +1,191 @@
+import assert from "node:assert/strict";
+import { tf } from "../deps.ts";
+import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { Rng } from "../util/rng.ts";
+import { convGemmSpec } from "../kernels/conv_gemm.ts";
+import {
+  FAST_KERNEL_NAMES,
+  fastConvStats,
+  fastKernelRegistered,
+  registerFastKernels,
+  resetFastConvStats,
+  unregisterFastKernels,
+} from "../kernels/register.ts";
+
+const hasAdapter = (await probeAdapter()) !== null;
+
+type Pad = number | "same" | "valid";
+interface Case {
+  batch: number;
+  h: number;
+  w: number;
+  cin: number;
+  cout: number;
+  k: number;
+  stride: number;
+  pad: Pad;
+}
+
+/** Forward, input gradient and filter gradient of `sum(conv2d(x, w) * g)` on the current backend. */
+async function convAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
+  const rng = new Rng(seed);
+  const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+  const x = tf.tensor4d(fill(c.batch * c.h * c.w * c.cin), [c.batch, c.h, c.w, c.cin]);
+  const w = tf.tensor4d(fill(c.k * c.k * c.cin * c.cout), [c.k, c.k, c.cin, c.cout]);
+  const y = tf.conv2d(x, w, c.stride, c.pad);
+  const g = tf.tensor(fill(y.size), y.shape);
+  const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+    tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad).mul(g).sum()
+  );
+  const [dx, dw] = grads([x, w]);
+  const out = [await y.data(), await dx.data(), await dw.data()] as Float32Array[];
+  tf.dispose([x, w, y, g, dx, dw]);
+  return out;
+}
+
+/** Max |a - b| over max |b|: the error relative to the reference's scale. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let diff = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+function randomCases(count: number, seed: number): Case[] {
+  const rng = new Rng(seed);
+  const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
+  const cases: Case[] = [];
+  for (let i = 0; i < count; i++) {
+    const k = pick([1, 3]);
+    cases.push({
+      batch: 1 + rng.int(5),
+      h: pick([5, 7, 8, 9, 11]),
+      w: pick([5, 6, 9, 13]),
+      cin: pick([1, 3, 4, 5, 8, 12, 17]),
+      cout: pick([1, 3, 4, 7, 16, 20, 33, 70]),
+      k,
+      stride: pick([1, 2]),
+      pad: pick<Pad>(k === 1 ? [0, "valid", "same"] : [0, 1, "same", "valid"]),
+    });
+  }
+  // Cases that take the split-K path (checked below) and the ResNet20 shortcut form.
+  cases.push({ batch: 5, h: 31, w: 33, cin: 3, cout: 16, k: 3, stride: 1, pad: 1 });
+  cases.push({ batch: 1, h: 3, w: 3, cin: 64, cout: 8, k: 3, stride: 1, pad: 1 });
+  cases.push({ batch: 3, h: 16, w: 16, cin: 16, cout: 32, k: 1, stride: 2, pad: "valid" });
+  cases.push({ batch: 2, h: 9, w: 9, cin: 32, cout: 64, k: 3, stride: 2, pad: 1 });
+  // A stride phase with no rows at all (a one-row image at stride 2).
+  cases.push({ batch: 2, h: 1, w: 2, cin: 4, cout: 8, k: 3, stride: 2, pad: 1 });
+  return cases;
+}
+
+function gpuErrors(): string[] {
+  const errors: string[] = [];
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  device.addEventListener("uncapturederror", (e) => {
+    errors.push((e as GPUUncapturedErrorEvent).error.message);
+  });
+  return errors;
+}
+
+Deno.test({
+  name: "fast conv kernels: forward, input and filter gradients match stock webgpu and tfjs cpu",
+  ignore: !hasAdapter,
+  async fn() {
+    try {
+      await initBackend({ log: null });
+      const errors = gpuErrors();
+      const cases = randomCases(10, 2024);
+      for (const [i, c] of cases.entries()) {
+        const label = JSON.stringify(c);
+        // Fast first: a failed dispatch would otherwise read back a recycled stock buffer.
+        await initBackend({ log: null });
+        registerFastKernels();
+        resetFastConvStats();
+        const fast = await convAndGrads(c, i);
+        assert.deepEqual(
+          { ...fastConvStats },
+          { forward: 2, inputGrad: 1, filterGrad: 1 },
+          `fast kernels not used for ${label}`,
+        );
+        unregisterFastKernels();
+        resetFastConvStats();
+        const stock = await convAndGrads(c, i);
+        assert.deepEqual({ ...fastConvStats }, { forward: 0, inputGrad: 0, filterGrad: 0 });
+        await initBackend({ backend: "cpu", log: null });
+        const cpu = await convAndGrads(c, i);
+        for (const [j, what] of ["forward", "input grad", "filter grad"].entries()) {
+          const vsStock = relErr(fast[j], stock[j]), vsCpu = relErr(fast[j], cpu[j]);
+          assert.ok(vsStock <= 1e-4, `${what} vs stock webgpu: ${vsStock} for ${label}`);
+          assert.ok(vsCpu <= 1e-4, `${what} vs tfjs cpu: ${vsCpu} for ${label}`);
+        }
+      }
+      assert.deepEqual(errors, []);
+    } finally {
+      unregisterFastKernels();
+      await initBackend({ backend: "cpu", log: null });
+    }
+  },
+});
+
+Deno.test("fast conv kernels: split-K is taken where the reduction is long", () => {
+  const info = (x: [number, number, number, number], f: [number, number, number, number]) =>
+    tf.backend_util.computeConv2DInfo(x, f, 1, 1, 1);
+  const long = convGemmSpec("filterGrad", info([5, 31, 33, 3], [3, 3, 3, 16]));
+  assert.ok(long.spec.splits > 1, `filter grad splits ${long.spec.splits}`);
+  assert.equal(long.spec.outputShape.join(), [long.spec.splits, 27, 16].join());
+  assert.ok(long.chunk * long.spec.splits >= long.k && long.chunk % 16 === 0);
+  const fwd = convGemmSpec("forward", info([1, 3, 3, 64], [3, 3, 64, 8]));
+  assert.ok(fwd.spec.splits > 1, `forward splits ${fwd.spec.splits}`);
+  const big = convGemmSpec("forward", info([64, 32, 32, 16], [3, 3, 16, 16]));
+  assert.equal(big.spec.splits, 1);
+  assert.equal(big.spec.outputShape.join(), "64,32,32,16");
+});
+
+Deno.test({
+  name: "fast conv kernels: unsupported configurations fall back to the stock kernel",
+  ignore: !hasAdapter,
+  async fn() {
+    try {
+      await initBackend({ log: null });
+      const rng = new Rng(7);
+      const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() - 0.5);
+      const x = tf.tensor4d(fill(2 * 9 * 9 * 3), [2, 9, 9, 3]);
+      const w = tf.tensor4d(fill(3 * 3 * 3 * 4), [3, 3, 3, 4]);
+      const stock = await tf.conv2d(x, w, 1, "same", "NHWC", 2).data();
+      registerFastKernels();
+      resetFastConvStats();
+      const y = tf.conv2d(x, w, 1, "same", "NHWC", 2);
+      assert.equal(fastConvStats.forward, 0, "a dilated conv must use the stock kernel");
+      assert.ok(relErr(await y.data() as Float32Array, stock as Float32Array) <= 1e-6);
+      tf.dispose([x, w, y]);
+    } finally {
+      unregisterFastKernels();
+      await initBackend({ backend: "cpu", log: null });
+    }
+  },
+});
+
+Deno.test({
+  name: "fast conv kernels: register and unregister are idempotent and restore stock",
+  ignore: !hasAdapter,
+  async fn() {
+    await initBackend({ log: null });
+    const before = FAST_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
+    registerFastKernels();
+    registerFastKernels();
+    for (const n of FAST_KERNEL_NAMES) assert.ok(fastKernelRegistered(n), n);
+    unregisterFastKernels();
+    unregisterFastKernels();
+    for (const n of FAST_KERNEL_NAMES) assert.ok(!fastKernelRegistered(n), n);
+    const after = FAST_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
+    assert.deepEqual(after, before);
+    registerFastKernels({ kernels: ["Conv2DBackpropFilter"] });
+    assert.ok(fastKernelRegistered("Conv2DBackpropFilter"));
+    assert.ok(!fastKernelRegistered("Conv2D"));
+    unregisterFastKernels();
+    await initBackend({ backend: "cpu", log: null });
+  },
+});

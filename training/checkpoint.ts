@@ -1,0 +1,127 @@
+/**
+ * Checkpoints: the model's state dict, the optimizer's momentum buffers (both in PyTorch's
+ * layout) and the progress (epochs done, best accuracy) in one safetensors file, written to a
+ * temporary name and renamed so that a crash never leaves a half-written checkpoint.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { parseSafetensors, type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
+import {
+  assignStateDict,
+  fromTorchLayout,
+  stateDict,
+  stateEntries,
+  toTorchLayout,
+} from "../models/weights.ts";
+import { UserError } from "../util/errors.ts";
+import type { SGD } from "./sgd.ts";
+
+/** Progress saved with a checkpoint. */
+export interface Progress {
+  /** Number of finished epochs. */
+  epoch: number;
+  /** Best validation accuracy so far. */
+  bestAccuracy: number;
+  /** 1-based epoch of the best accuracy (0 when none). */
+  bestEpoch: number;
+}
+
+const MODEL = "model.";
+const OPTIMIZER = "optimizer.";
+const MOMENTUM = ".momentum_buffer";
+
+/**
+ * Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
+ *
+ * @param path the destination
+ * @param bytes the content
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  try {
+    await Deno.writeFile(tmp, bytes);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Saves model, optimizer and progress to `path` atomically.
+ *
+ * @param path the checkpoint file
+ * @param model the model
+ * @param opt the optimizer
+ * @param progress epochs done and best accuracy
+ */
+export async function saveCheckpoint(
+  path: string,
+  model: tf.LayersModel,
+  opt: SGD,
+  progress: Progress,
+): Promise<void> {
+  const tensors = new Map<string, SafeTensor>();
+  for (const [name, t] of await stateDict(model)) tensors.set(MODEL + name, t);
+  const entries = new Map(stateEntries(model).map((e) => [e.name, e]));
+  for (const [name, buffer] of opt.buffers()) {
+    const entry = entries.get(name)!;
+    const t = tf.tidy(() => toTorchLayout(entry, buffer));
+    const data = new Float32Array(await t.data() as Float32Array);
+    t.dispose();
+    tensors.set(OPTIMIZER + name + MOMENTUM, { dtype: "F32", shape: t.shape, data });
+  }
+  const metadata = {
+    format: "regnet-checkpoint-v1",
+    progress: JSON.stringify(progress),
+    lr: String(opt.lr),
+  };
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+}
+
+/**
+ * Restores model and optimizer from a checkpoint.
+ *
+ * @param path the checkpoint file
+ * @param model the model (same architecture)
+ * @param opt the optimizer
+ * @returns the saved progress
+ */
+export async function loadCheckpoint(
+  path: string,
+  model: tf.LayersModel,
+  opt: SGD,
+): Promise<Progress> {
+  let parsed;
+  try {
+    parsed = parseSafetensors(await Deno.readFile(path), path);
+  } catch (e) {
+    throw new UserError(
+      e instanceof Deno.errors.NotFound
+        ? `${path}: no checkpoint to resume from`
+        : (e as Error).message,
+    );
+  }
+  if (parsed.metadata.format !== "regnet-checkpoint-v1") {
+    throw new UserError(
+      `${path}: not a checkpoint of this toolkit (no regnet-checkpoint-v1 metadata)`,
+    );
+  }
+  const weights = new Map<string, SafeTensor>();
+  for (const [name, t] of parsed.tensors) {
+    if (name.startsWith(MODEL)) weights.set(name.slice(MODEL.length), t);
+  }
+  assignStateDict(model, weights, path);
+  const entries = new Map(stateEntries(model).map((e) => [e.name, e]));
+  for (const [name, t] of parsed.tensors) {
+    if (!name.startsWith(OPTIMIZER)) continue;
+    const param = name.slice(OPTIMIZER.length, -MOMENTUM.length);
+    const entry = entries.get(param);
+    if (!entry) throw new UserError(`${path}: momentum buffer of unknown parameter ${param}`);
+    tf.tidy(() =>
+      opt.setBuffer(param, fromTorchLayout(entry, tf.tensor(t.data as Float32Array, t.shape)))
+    );
+  }
+  return JSON.parse(parsed.metadata.progress) as Progress;
+}

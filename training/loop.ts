@@ -1,0 +1,296 @@
+/**
+ * The training loop: the seed's `train_model` with validation after every epoch, fixed-column
+ * logs, a run folder (config, metrics, checkpoint, best weights, curves), exact resume, and a
+ * clean stop on Ctrl-C or on a non-finite loss.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { tf } from "../deps.ts";
+import { type BackendInfo, initBackend } from "../backend/backend.ts";
+import { batchCount, iterateBatches } from "../data/batches.ts";
+import { type ImageDataset, takeFirst } from "../data/dataset.ts";
+import { loadDataset } from "../data/load.ts";
+import { countParams, createModel } from "../models/registry.ts";
+import { saveWeights } from "../models/weights.ts";
+import { renderCurves } from "../report/curves.ts";
+import {
+  appendEpochRecord,
+  CONFIG_FILE,
+  epochLineHeader,
+  type EpochRecord,
+  formatEpochLine,
+  readRun,
+  type RunConfig,
+  writeRunConfig,
+} from "../report/records.ts";
+import { UserError } from "../util/errors.ts";
+import { learningRate, type TrainConfig } from "./config.ts";
+import { loadCheckpoint, type Progress, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+import { evaluate } from "./evaluate.ts";
+import { SGD } from "./sgd.ts";
+import { trainBatch } from "./step.ts";
+
+/** File names in a run folder. */
+export const RUN_FILES = {
+  config: CONFIG_FILE,
+  checkpoint: "checkpoint.safetensors",
+  best: "best.safetensors",
+  curves: "curves.png",
+} as const;
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** The run folder; `runs/<model>-<timestamp>` when absent. */
+  out?: string;
+  /** Where lines go; `console.log` when absent. */
+  log?: (line: string) => void;
+  /** Show a progress bar on stderr (only when stderr is a terminal). */
+  progress?: boolean;
+  /** Aborting finishes the current step, keeps the last checkpoint and returns. */
+  signal?: AbortSignal;
+  /** Stop after this many epochs of this invocation (tests use it to simulate a kill). */
+  stopAfterEpochs?: number;
+}
+
+/** What {@link train} did. */
+export interface TrainResult {
+  /** The run folder. */
+  dir: string;
+  /** Epochs finished in total. */
+  epochs: number;
+  /** Best validation accuracy. */
+  bestAccuracy: number;
+  /** Whether the run stopped early (Ctrl-C or stopAfterEpochs). */
+  interrupted: boolean;
+}
+
+/** The run's configuration as saved in `config.json`. */
+export interface SavedRun extends RunConfig {
+  /** The full training configuration. */
+  train: TrainConfig;
+  /** Class names of the dataset. */
+  classes: string[];
+}
+
+async function loadData(config: TrainConfig, log: (l: string) => void) {
+  const common = {
+    dataset: config.dataset,
+    dir: config.data,
+    inputSize: config.dataset === "folder" ? config.inputSize : 32,
+    download: config.data === undefined,
+    valSplit: config.valSplit,
+    seed: config.seed,
+    skipBadImages: config.skipBadImages,
+    log,
+  };
+  let trainSet: ImageDataset = await loadDataset({ ...common, split: "train" });
+  let valSet: ImageDataset = await loadDataset({ ...common, split: "test" });
+  if (config.limit !== undefined) {
+    trainSet = takeFirst(trainSet, Math.min(config.limit, trainSet.size));
+    valSet = takeFirst(valSet, Math.min(config.limit, valSet.size));
+  }
+  return { trainSet, valSet };
+}
+
+/**
+ * Trains a model as configured, or resumes the run in `resumeDir`.
+ *
+ * @param config the resolved configuration (ignored when resuming, but for `epochs`)
+ * @param options run folder, logging, interruption
+ * @param resumeDir a run folder to continue
+ * @returns the run folder and what was done
+ */
+export async function train(
+  config: TrainConfig,
+  options: TrainOptions = {},
+  resumeDir?: string,
+): Promise<TrainResult> {
+  // When resuming, the saved configuration wins; only `epochs` may be raised.
+  const log = options.log ?? ((line: string) => console.log(line));
+  let dir: string;
+  if (resumeDir) {
+    const saved = (await readRun(resumeDir)).config as SavedRun;
+    config = { ...saved.train, epochs: config.epochs ?? saved.train.epochs };
+    dir = resumeDir;
+  } else {
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
+      "T",
+      "-",
+    );
+    dir = options.out ?? join("runs", `${config.model}-${stamp}`);
+  }
+  const backend: BackendInfo = await initBackend({ backend: config.backend, log });
+  const { trainSet, valSet } = await loadData(config, log);
+  const model = createModel(config.model, {
+    numClasses: trainSet.classNames.length,
+    inputSize: config.inputSize,
+    seed: config.seed,
+  });
+  const opt = new SGD({
+    lr: config.lr,
+    momentum: config.momentum,
+    weightDecay: config.weightDecay,
+  });
+  let progress: Progress = { epoch: 0, bestAccuracy: 0, bestEpoch: 0 };
+  try {
+    if (resumeDir) {
+      progress = await loadCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt);
+      log(`resuming ${dir} after epoch ${progress.epoch} of ${config.epochs}`);
+    } else {
+      await Deno.mkdir(dir, { recursive: true });
+      const saved: SavedRun = {
+        model: config.model,
+        params: countParams(model),
+        dataset: config.dataset,
+        epochs: config.epochs,
+        batch_size: config.batchSize,
+        train: config,
+        classes: [...trainSet.classNames],
+        backend: backend.backend,
+        adapter: backend.adapter,
+        train_images: trainSet.size,
+        val_images: valSet.size,
+      };
+      await writeRunConfig(dir, saved);
+      log(`config ${JSON.stringify(config)}`);
+    }
+    log(
+      `${config.model}: ${countParams(model).toLocaleString("en-US")} parameters; ` +
+        `${trainSet.size} training and ${valSet.size} validation images; run folder ${dir}`,
+    );
+    log(epochLineHeader());
+    const records: EpochRecord[] = resumeDir ? (await readRun(dir)).records : [];
+    let interrupted = false, ran = 0;
+    for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
+      if (options.stopAfterEpochs !== undefined && ran >= options.stopAfterEpochs) {
+        interrupted = true;
+        break;
+      }
+      opt.lr = learningRate(config, epoch);
+      const fit = await trainEpoch(model, opt, trainSet, config, epoch, options);
+      if (fit.interrupted) {
+        interrupted = true;
+        log(
+          `interrupted during epoch ${
+            epoch + 1
+          }: the checkpoint after epoch ${progress.epoch} is kept; ` +
+            `continue with --resume ${dir}`,
+        );
+        break;
+      }
+      const val = await evaluate(model, valSet, {
+        batchSize: config.batchSize,
+        inputSize: config.inputSize,
+      });
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        lr: opt.lr,
+        train_loss: fit.loss,
+        train_acc: fit.accuracy,
+        val_loss: val.loss,
+        val_acc: val.accuracy,
+        epoch_time_s: fit.seconds,
+        img_per_s: trainSet.size / fit.seconds,
+      };
+      records.push(record);
+      await appendEpochRecord(dir, record);
+      log(formatEpochLine(record, config.epochs));
+      if (val.accuracy > progress.bestAccuracy || progress.bestEpoch === 0) {
+        progress = { ...progress, bestAccuracy: val.accuracy, bestEpoch: epoch + 1 };
+        await writeFileAtomic(join(dir, RUN_FILES.best), await saveWeights(model));
+      }
+      progress = { ...progress, epoch: epoch + 1 };
+      await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
+      await writeFileAtomic(join(dir, RUN_FILES.curves), await renderCurves(records));
+      ran++;
+    }
+    if (!interrupted) {
+      log(
+        `done: best val acc ${
+          (100 * progress.bestAccuracy).toFixed(2)
+        }% at epoch ${progress.bestEpoch}; ` +
+          `weights ${join(dir, RUN_FILES.best)}`,
+      );
+    }
+    return { dir, epochs: progress.epoch, bestAccuracy: progress.bestAccuracy, interrupted };
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+}
+
+async function trainEpoch(
+  model: tf.LayersModel,
+  opt: SGD,
+  data: ImageDataset,
+  config: TrainConfig,
+  epoch: number,
+  options: TrainOptions,
+): Promise<{ loss: number; accuracy: number; seconds: number; interrupted: boolean }> {
+  const steps = batchCount(data, { batchSize: config.batchSize });
+  const bar = options.progress && Deno.stderr.isTerminal()
+    ? new ProgressBar(steps, epoch + 1, config.batchSize)
+    : null;
+  const start = performance.now();
+  let lossSum = 0, correct = 0, seen = 0, step = 0;
+  const batches = iterateBatches(data, {
+    batchSize: config.batchSize,
+    shuffle: true,
+    seed: config.seed,
+    epoch,
+    augment: config.augment,
+    inputSize: config.inputSize,
+  });
+  for await (const batch of batches) {
+    const result = trainBatch(model, opt, batch.x, batch.y);
+    const [loss, right] = await Promise.all([result.loss.data(), result.correct.data()]);
+    tf.dispose([result.loss, result.correct, batch.x, batch.y]);
+    if (!Number.isFinite(loss[0])) {
+      await batches.return(undefined);
+      throw new UserError(
+        `loss became ${loss[0]} at epoch ${epoch + 1}, step ${step + 1}: training diverged ` +
+          `(try a lower --lr); the last good checkpoint is kept`,
+      );
+    }
+    lossSum += loss[0] * batch.size;
+    correct += right[0];
+    seen += batch.size;
+    step++;
+    bar?.update(step, lossSum / seen, seen / ((performance.now() - start) / 1000));
+    if (options.signal?.aborted) {
+      await batches.return(undefined);
+      bar?.clear();
+      return { loss: NaN, accuracy: NaN, seconds: 0, interrupted: true };
+    }
+  }
+  bar?.clear();
+  return {
+    loss: lossSum / seen,
+    accuracy: correct / seen,
+    seconds: (performance.now() - start) / 1000,
+    interrupted: false,
+  };
+}
+
+/** A one-line progress bar on stderr: step, loss, images/s and ETA. */
+class ProgressBar {
+  #encoder = new TextEncoder();
+  constructor(
+    private readonly total: number,
+    private readonly epoch: number,
+    private readonly batchSize: number,
+  ) {}
+
+  update(step: number, loss: number, rate: number): void {
+    const width = 30, filled = Math.round((width * step) / this.total);
+    const eta = rate > 0 ? ((this.total - step) * this.batchSize) / rate : 0;
+    const line = `epoch ${this.epoch} [${"#".repeat(filled)}${".".repeat(width - filled)}] ` +
+      `${step}/${this.total} loss ${loss.toFixed(4)} ${rate.toFixed(1)} img/s`;
+    Deno.stderr.writeSync(this.#encoder.encode(`\r${line} ETA ${Math.round(eta)}s\x1b[K`));
+  }
+
+  clear(): void {
+    Deno.stderr.writeSync(this.#encoder.encode("\r\x1b[K"));
+  }
+}

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type BackendName } from "../backend/backend.ts";
+import type { BackendName } from "../backend/backend.ts";
 import type { DatasetName } from "../data/load.ts";
 import { type ModelFamily, modelSpec } from "../models/registry.ts";
 

@@ -1,0 +1,146 @@
+/**
+ * `deno task bench [--model <name>] [--batch 64,512] [--steps N] [--backend webgpu|cpu] [--json]`:
+ * training and inference throughput, kernel dispatches per training step and GPU memory, per
+ * model and batch size, on the adapter present.
+ *
+ * @module
+ */
+import { tf } from "./deps.ts";
+import { BACKEND_NAMES, type BackendName, initBackend } from "./backend/backend.ts";
+import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
+import { SGD } from "./training/sgd.ts";
+import { trainBatch } from "./training/step.ts";
+import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
+
+const FLAGS: Record<string, FlagSpec> = {
+  "model": {
+    kind: "choice",
+    choices: MODEL_NAMES,
+    help: "model (default resnet20)",
+    multiple: false,
+  },
+  "batch": { kind: "ints", help: "batch sizes, comma-separated (default 64)" },
+  "steps": { kind: "int", help: "measured steps after 2 warm-up steps (default 10)" },
+  "input-size": { kind: "int", help: "input size (default: the model's)" },
+  "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
+  "json": { kind: "bool", help: "one JSON line per measurement instead of a table" },
+  "help": { kind: "bool", help: "show this help" },
+};
+
+/** One measurement. */
+interface Measurement {
+  model: string;
+  backend: string;
+  adapter: string;
+  batch: number;
+  train_img_per_s: number;
+  infer_img_per_s: number;
+  dispatches_per_step: number;
+  gpu_bytes: number;
+}
+
+/** Counts the kernel dispatches of the webgpu backend (every program run is one dispatch). */
+function dispatchCounter(): { count: () => number; restore: () => void } {
+  const backend = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
+  const original = backend.runWebGPUProgram;
+  let n = 0;
+  if (!original) return { count: () => 0, restore: () => {} };
+  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
+    n++;
+    return original.apply(this, args);
+  };
+  return { count: () => n, restore: () => void (backend.runWebGPUProgram = original) };
+}
+
+async function measure(
+  name: string,
+  batch: number,
+  steps: number,
+  inputSize: number,
+  adapter: string,
+) {
+  const model = createModel(name, { inputSize, seed: 0 });
+  const opt = new SGD({ lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
+  const x = tf.randomNormal([batch, inputSize, inputSize, 3]) as tf.Tensor4D;
+  const y = tf.randomUniform([batch], 0, 10, "int32") as tf.Tensor1D;
+  const step = async () => {
+    const r = trainBatch(model, opt, x, y);
+    await r.loss.data(); // a host read each step, as a training loop does
+    tf.dispose([r.loss, r.correct]);
+  };
+  for (let i = 0; i < 2; i++) await step();
+  const counter = dispatchCounter();
+  let t0 = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const dispatches = counter.count() / steps;
+  counter.restore();
+  const infer = async () => {
+    const logits = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
+    await logits.data();
+    logits.dispose();
+  };
+  await infer();
+  t0 = performance.now();
+  for (let i = 0; i < steps; i++) await infer();
+  const inferSeconds = (performance.now() - t0) / 1000;
+  const memory = tf.memory() as tf.MemoryInfo & {
+    numBytesInGPUAllocated?: number;
+    numBytesInGPU?: number;
+  };
+  const result: Measurement = {
+    model: name,
+    backend: tf.getBackend(),
+    adapter,
+    batch,
+    train_img_per_s: (batch * steps) / trainSeconds,
+    infer_img_per_s: (batch * steps) / inferSeconds,
+    dispatches_per_step: dispatches,
+    gpu_bytes: memory.numBytesInGPUAllocated ?? memory.numBytesInGPU ?? memory.numBytes,
+  };
+  tf.dispose([x, y]);
+  opt.dispose();
+  model.dispose();
+  return result;
+}
+
+runCli(async () => {
+  const { values: v } = parseFlags(Deno.args, FLAGS);
+  if (v["help"]) {
+    console.log(helpText("usage: deno task bench [flags]", FLAGS));
+    return;
+  }
+  const info = await initBackend({
+    backend: v["backend"] as BackendName | undefined,
+    log: v["json"] ? null : undefined,
+  });
+  const models = v["model"] ? [v["model"] as string] : ["resnet20"];
+  const batches = (v["batch"] as number[] | undefined) ?? [64];
+  const steps = (v["steps"] as number | undefined) ?? 10;
+  const rows: Measurement[] = [];
+  for (const name of models) {
+    const size = (v["input-size"] as number | undefined) ?? modelSpec(name).defaultInputSize;
+    for (const batch of batches) {
+      const m = await measure(name, batch, steps, size, info.adapter);
+      rows.push(m);
+      if (v["json"]) console.log(JSON.stringify(m));
+    }
+  }
+  if (!v["json"]) {
+    console.log(`adapter: ${info.adapter} (${info.backend})`);
+    console.log(
+      "model               batch   train img/s   infer img/s   dispatches/step    GPU MiB",
+    );
+    for (const m of rows) {
+      console.log(
+        `${m.model.padEnd(18)} ${String(m.batch).padStart(6)} ${
+          m.train_img_per_s.toFixed(1).padStart(13)
+        } ` +
+          `${m.infer_img_per_s.toFixed(1).padStart(13)} ${
+            m.dispatches_per_step.toFixed(0).padStart(17)
+          } ` +
+          `${(m.gpu_bytes / 2 ** 20).toFixed(1).padStart(10)}`,
+      );
+    }
+  }
+});

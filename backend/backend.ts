@@ -6,6 +6,7 @@
  */
 import { tf } from "../deps.ts";
 import "../deps.ts"; // importing deps.ts registers the webgpu backend with tfjs
+import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
 
 /** The tfjs backends the toolkit runs on. */
 export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
@@ -28,6 +29,8 @@ export interface InitBackendOptions {
   backend?: BackendName;
   /** Where the one-line report goes; `console.error` when absent, nothing when `null`. */
   log?: ((line: string) => void) | null;
+  /** Use the toolkit's WGSL kernels (`kernels/`) on webgpu; true when absent. */
+  fastKernels?: boolean;
 }
 
 /** Information on the WebGPU adapter Deno offers, or `null` when there is none. */
@@ -83,6 +86,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     } else {
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
+        if (options.fastKernels ?? true) registerFastKernels();
+        else unregisterFastKernels();
         const kind = probe.fallback ? "software fallback adapter" : "hardware adapter";
         log?.(`backend: webgpu on "${probe.name}" (${kind})`);
         return { backend: "webgpu", adapter: probe.name, fallbackAdapter: probe.fallback };

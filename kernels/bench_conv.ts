@@ -4,7 +4,7 @@
  * offers (llvmpipe on a CPU-only machine).
  *
  * Usage: `deno run --allow-read --allow-env kernels/bench_conv.ts [--batch 64] [--iters 3]
- * [--ops forward,inputGrad,filterGrad] [--only stock|fast] [--shapes 0,3] [--target 512]`
+ * [--ops forward,inputGrad,filterGrad,dwFilterGrad] [--only stock|fast] [--shapes 0,3] [--target 512]`
  * (`--shapes` picks rows of {@link RESNET20_SHAPES}; `--target` is the split-K workgroup target).
  *
  * @module
@@ -44,11 +44,27 @@ export const RESNET20_SHAPES: BenchShape[] = [
   { name: "8x8x64->64", hw: 8, cin: 64, cout: 64, k: 3, stride: 1, pad: 1 },
 ];
 
-const OPS = ["forward", "inputGrad", "filterGrad"] as const;
-type Op = typeof OPS[number];
+/** Depthwise 3x3 shapes of RegNetY-400MF's widths (48, 104, 208, 440) at CIFAR resolutions. */
+export const DEPTHWISE_SHAPES: BenchShape[] = [
+  { name: "dw 16x16x48", hw: 16, cin: 48, cout: 48, k: 3, stride: 1, pad: 1 },
+  { name: "dw 16x16x104 s2", hw: 16, cin: 104, cout: 104, k: 3, stride: 2, pad: 1 },
+  { name: "dw 8x8x208", hw: 8, cin: 208, cout: 208, k: 3, stride: 1, pad: 1 },
+  { name: "dw 4x4x440", hw: 4, cin: 440, cout: 440, k: 3, stride: 1, pad: 1 },
+];
+
+/** The ops the benchmark times (`dwFilterGrad`: the depthwise filter gradient). */
+export const OPS = ["forward", "inputGrad", "filterGrad", "dwFilterGrad"] as const;
+/** An op the benchmark times. */
+export type Op = typeof OPS[number];
 
 function callOp(op: Op, s: BenchShape, x: tf.Tensor4D, w: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor {
   const attrs = { strides: s.stride, pad: s.pad, dataFormat: "NHWC", dilations: 1 };
+  if (op === "dwFilterGrad") {
+    return tf.engine().runKernel("DepthwiseConv2dNativeBackpropFilter", { x, dy }, {
+      ...attrs,
+      filterShape: w.shape,
+    }) as tf.Tensor;
+  }
   if (op === "forward") return tf.conv2d(x, w, s.stride, s.pad);
   if (op === "inputGrad") {
     return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: w }, {
@@ -74,8 +90,11 @@ function callOp(op: Op, s: BenchShape, x: tf.Tensor4D, w: tf.Tensor4D, dy: tf.Te
  */
 export async function timeOp(op: Op, s: BenchShape, batch: number, iters: number): Promise<number> {
   const x = tf.randomNormal([batch, s.hw, s.hw, s.cin]) as tf.Tensor4D;
-  const w = tf.randomNormal([s.k, s.k, s.cin, s.cout]) as tf.Tensor4D;
-  const y = tf.conv2d(x, w, s.stride, s.pad);
+  const depthwise = op === "dwFilterGrad";
+  const w = tf.randomNormal([s.k, s.k, s.cin, depthwise ? s.cout / s.cin : s.cout]) as tf.Tensor4D;
+  const y = depthwise
+    ? tf.depthwiseConv2d(x, w, s.stride, s.pad)
+    : tf.conv2d(x, w, s.stride, s.pad);
   const dy = tf.randomNormal(y.shape) as tf.Tensor4D;
   y.dispose();
   const warm = callOp(op, s, x, w, dy);
@@ -109,32 +128,38 @@ if (import.meta.main) {
   }
   const info = await initBackend({ log: null });
   if (info.backend !== "webgpu") throw new Error("bench_conv: no WebGPU adapter");
-  const shapes = values.shapes === ""
-    ? RESNET20_SHAPES
-    : values.shapes.split(",").map((i) => RESNET20_SHAPES[Number(i)]);
+  const pickShapes = (list: BenchShape[]) =>
+    values.shapes === "" ? list : values.shapes.split(",").map((i) => list[Number(i)]).filter(
+      (x) => x !== undefined,
+    );
   console.log(`adapter: ${info.adapter}; batch ${batch}; ${iters} timed calls after 1 warm-up`);
   console.log(
-    `${"shape".padEnd(22)} ${"op".padEnd(11)} ${"stock ms".padStart(10)} ` +
+    `${"shape".padEnd(22)} ${"op".padEnd(12)} ${"stock ms".padStart(10)} ` +
       `${"fast ms".padStart(10)} ${"speedup".padStart(8)}`,
   );
-  for (const s of shapes) {
-    for (const op of ops) {
-      let stock = NaN, fast = NaN;
-      if (values.only !== "fast") {
-        unregisterFastKernels();
-        stock = await timeOp(op, s, batch, iters);
-      }
-      if (values.only !== "stock") {
-        registerFastKernels(
-          values.target === "" ? {} : { split: { targetWorkgroups: Number(values.target) } },
-        );
-        fast = await timeOp(op, s, batch, iters);
-        unregisterFastKernels();
-      }
-      console.log(
-        `${s.name.padEnd(22)} ${op.padEnd(11)} ${stock.toFixed(1).padStart(10)} ` +
-          `${fast.toFixed(1).padStart(10)} ${(stock / fast).toFixed(2).padStart(7)}x`,
-      );
+  const rows: [BenchShape, Op][] = [];
+  for (const s of pickShapes(RESNET20_SHAPES)) {
+    for (const op of ops) if (op !== "dwFilterGrad") rows.push([s, op]);
+  }
+  if (ops.includes("dwFilterGrad")) {
+    for (const s of pickShapes(DEPTHWISE_SHAPES)) rows.push([s, "dwFilterGrad"]);
+  }
+  for (const [s, op] of rows) {
+    let stock = NaN, fast = NaN;
+    if (values.only !== "fast") {
+      unregisterFastKernels();
+      stock = await timeOp(op, s, batch, iters);
     }
+    if (values.only !== "stock") {
+      registerFastKernels(
+        values.target === "" ? {} : { split: { targetWorkgroups: Number(values.target) } },
+      );
+      fast = await timeOp(op, s, batch, iters);
+      unregisterFastKernels();
+    }
+    console.log(
+      `${s.name.padEnd(22)} ${op.padEnd(12)} ${stock.toFixed(1).padStart(10)} ` +
+        `${fast.toFixed(1).padStart(10)} ${(stock / fast).toFixed(2).padStart(7)}x`,
+    );
   }
 }

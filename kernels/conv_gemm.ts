@@ -42,12 +42,19 @@ export interface SplitPolicy {
 /** The default split policy. */
 export const DEFAULT_SPLIT_POLICY: SplitPolicy = { targetWorkgroups: 1024, minChunk: 256 };
 
-/** Dispatch counts per op since the last {@link resetFastConvStats}: proof the kernels ran. */
-export const fastConvStats: Record<ConvOp, number> = { forward: 0, inputGrad: 0, filterGrad: 0 };
+/** Calls per fast kernel since the last {@link resetFastConvStats}: proof the kernels ran. */
+export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = {
+  forward: 0,
+  inputGrad: 0,
+  filterGrad: 0,
+  depthwiseFilterGrad: 0,
+};
 
 /** Zeroes {@link fastConvStats}. */
 export function resetFastConvStats(): void {
-  fastConvStats.forward = fastConvStats.inputGrad = fastConvStats.filterGrad = 0;
+  for (const key of Object.keys(fastConvStats) as (keyof typeof fastConvStats)[]) {
+    fastConvStats[key] = 0;
+  }
 }
 
 /** WGSL statements that split `v` into `names` by the row-major extents `dims` (constants). */
@@ -253,6 +260,35 @@ export function inputGradPhaseSpec(
     tile,
   };
   return { spec, k, chunk: Math.ceil(k / tile.tk) * tile.tk };
+}
+
+/** WebGPU's default `maxComputeWorkgroupsPerDimension`. */
+const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+
+/**
+ * Whether the fast kernel's dispatch fits WebGPU's per-dimension workgroup limit (a batch of
+ * several thousand 32x32 images would not); callers use the stock kernel otherwise.
+ *
+ * @param op which product
+ * @param c shape facts (NHWC, dilation 1)
+ * @param policy split-K knobs
+ * @returns true when every dispatch dimension is within the limit
+ */
+export function convGemmFits(
+  op: ConvOp,
+  c: ConvInfo,
+  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
+): boolean {
+  const rows = op === "forward"
+    ? c.batchSize * c.outHeight * c.outWidth
+    : op === "inputGrad"
+    ? c.batchSize * c.inHeight * c.inWidth
+    : c.filterHeight * c.filterWidth * c.inChannels;
+  if (Math.ceil(rows / chooseTile(rows, c.outChannels).tm) > MAX_WORKGROUPS_PER_DIMENSION) {
+    return false;
+  }
+  if (op !== "filterGrad") return true;
+  return convGemmSpec(op, c, policy).spec.splits <= MAX_WORKGROUPS_PER_DIMENSION;
 }
 
 /**

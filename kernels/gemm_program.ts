@@ -157,7 +157,11 @@ export class ImplicitGemmProgram implements WebGPUProgram {
   uniforms = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32,";
   private readonly spec: GemmSpec;
 
-  /** @param spec the product and its operands */
+  /**
+   * Builds the program for one product.
+   *
+   * @param spec the product and its operands
+   */
   constructor(spec: GemmSpec) {
     const t = spec.tile;
     if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
@@ -179,7 +183,11 @@ export class ImplicitGemmProgram implements WebGPUProgram {
       (spec.splits > 1 ? "split" : "one");
   }
 
-  /** @returns the WGSL body that follows the backend's preamble */
+  /**
+   * The shader source after the backend's preamble.
+   *
+   * @returns the WGSL body
+   */
   getUserCode(): string {
     const { tile: t, a, b } = this.spec;
     const wx = t.tn / 4, wy = t.tm / 4, threads = wx * wy;
@@ -356,7 +364,11 @@ export class SplitKReduceProgram implements WebGPUProgram {
   /** Program-defined uniforms. */
   uniforms = "numSplits : i32,";
 
-  /** @param outputShape the final output shape */
+  /**
+   * Builds the reduction for one output.
+   *
+   * @param outputShape the final output shape
+   */
   constructor(outputShape: number[]) {
     this.outputShape = outputShape;
     this.dispatchLayout = { x: outputShape.map((_, i) => i) };
@@ -364,7 +376,11 @@ export class SplitKReduceProgram implements WebGPUProgram {
     this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
   }
 
-  /** @returns the WGSL body */
+  /**
+   * The shader source after the backend's preamble.
+   *
+   * @returns the WGSL body
+   */
   getUserCode(): string {
     return `
       ${mainHeader("index")} {

@@ -1,7 +1,9 @@
 /**
- * Swaps tfjs's `webgpu` kernels for `Conv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter`
- * with the implicit-GEMM kernels of this folder, and back. Model code does not change: every
- * `tf.conv2d` (and its gradients) on the webgpu backend goes through the registered kernels.
+ * Swaps tfjs's `webgpu` kernels for `Conv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter`
+ * (implicit GEMMs), `FusedConv2D` without bias/activation (the same GEMM) and
+ * `DepthwiseConv2dNativeBackpropFilter` (split reduction) with the kernels of this folder, and
+ * back. Model code does not change: every `tf.conv2d` (and its gradients)
+ * and every depthwise filter gradient on the webgpu backend goes through the registered kernels.
  * Configurations the fast kernels do not cover (NCHW, dilation > 1, non-float32) are handed to
  * the stock kernel.
  *
@@ -9,16 +11,25 @@
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
 import {
+  convGemmFits,
   type ConvInfo,
   type ConvOp,
   DEFAULT_SPLIT_POLICY,
   runConvGemm,
   type SplitPolicy,
 } from "./conv_gemm.ts";
+import { runDepthwiseFilterGrad } from "./depthwise_filter_grad.ts";
 
 /** The kernels {@link registerFastKernels} replaces. */
-export const FAST_KERNEL_NAMES = ["Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"] as const;
-type FastKernelName = typeof FAST_KERNEL_NAMES[number];
+export const FAST_KERNEL_NAMES = [
+  "Conv2D",
+  "Conv2DBackpropInput",
+  "Conv2DBackpropFilter",
+  "DepthwiseConv2dNativeBackpropFilter",
+  "FusedConv2D",
+] as const;
+/** A kernel name {@link registerFastKernels} can replace. */
+export type FastKernelName = typeof FAST_KERNEL_NAMES[number];
 
 /** Options of {@link registerFastKernels}. */
 export interface FastKernelOptions {
@@ -70,7 +81,50 @@ function convInfoOf(
   return info;
 }
 
+/** The depthwise filter gradient, or the stock kernel where it is not covered. */
+function makeDepthwiseFilterGrad(fallback: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+    const a = args.attrs as unknown as Attrs;
+    if (x.dtype !== "float32" || dy.dtype !== "float32" || !a.filterShape || x.shape.length !== 4) {
+      return fallback(args);
+    }
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      a.filterShape,
+      a.strides,
+      a.dilations ?? 1,
+      a.pad,
+      a.dimRoundingMode,
+      true,
+    );
+    return runDepthwiseFilterGrad(args.backend as WebGPUBackend, info, x, dy, policy);
+  };
+}
+
+/**
+ * `FusedConv2D` (what `tf.layers.conv2d` calls) without bias and activation is a plain
+ * convolution: the fast forward takes it; with a bias or an activation the stock kernel does.
+ */
+function makeFusedConv2D(fallback: tf.KernelFunc): tf.KernelFunc {
+  const conv = makeKernel("Conv2D", fallback);
+  return (args) => {
+    const { bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | null>;
+    const activation = (args.attrs as { activation?: string }).activation;
+    const plain = bias == null && preluActivationWeights == null &&
+      (activation == null || activation === "linear");
+    return plain ? conv(args) : fallback(args);
+  };
+}
+
 function makeKernel(name: FastKernelName, fallback: tf.KernelFunc): tf.KernelFunc {
+  if (name === "DepthwiseConv2dNativeBackpropFilter" || name === "FusedConv2D") {
+    const fn = name === "FusedConv2D"
+      ? makeFusedConv2D(fallback)
+      : makeDepthwiseFilterGrad(fallback);
+    (fn as unknown as Record<symbol, boolean>)[FAST] = true;
+    return fn;
+  }
   const op: ConvOp = name === "Conv2D"
     ? "forward"
     : name === "Conv2DBackpropInput"
@@ -97,7 +151,7 @@ function makeKernel(name: FastKernelName, fallback: tf.KernelFunc): tf.KernelFun
       info = a.filterShape ? convInfoOf(x.shape, a.filterShape, a, [x.dtype, dy.dtype]) : null;
       ins = [x, dy];
     }
-    if (info === null) return fallback(args);
+    if (info === null || !convGemmFits(op, info, policy)) return fallback(args);
     return runConvGemm(backend, op, info, ins, policy);
   };
   (fn as unknown as Record<symbol, boolean>)[FAST] = true;

@@ -107,13 +107,16 @@ Deno.test({
         const fast = await convAndGrads(c, i);
         assert.deepEqual(
           { ...fastConvStats },
-          { forward: 2, inputGrad: 1, filterGrad: 1 },
+          { forward: 2, inputGrad: 1, filterGrad: 1, depthwiseFilterGrad: 0 },
           `fast kernels not used for ${label}`,
         );
         unregisterFastKernels();
         resetFastConvStats();
         const stock = await convAndGrads(c, i);
-        assert.deepEqual({ ...fastConvStats }, { forward: 0, inputGrad: 0, filterGrad: 0 });
+        assert.ok(
+          Object.values(fastConvStats).every((v) => v === 0),
+          "stock run used fast kernels",
+        );
         await initBackend({ backend: "cpu", log: null });
         const cpu = await convAndGrads(c, i);
         for (const [j, what] of ["forward", "input grad", "filter grad"].entries()) {
@@ -123,6 +126,60 @@ Deno.test({
         }
       }
       assert.deepEqual(errors, []);
+    } finally {
+      unregisterFastKernels();
+      await initBackend({ backend: "cpu", log: null });
+    }
+  },
+});
+
+/** The filter gradient of `sum(depthwiseConv2d(x, w) * g)` on the current backend. */
+async function depthwiseFilterGrad(
+  c: Case & { mult: number },
+  seed: number,
+): Promise<Float32Array> {
+  const rng = new Rng(seed);
+  const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+  const x = tf.tensor4d(fill(c.batch * c.h * c.w * c.cin), [c.batch, c.h, c.w, c.cin]);
+  const w = tf.tensor4d(fill(c.k * c.k * c.cin * c.mult), [c.k, c.k, c.cin, c.mult]);
+  const y = tf.depthwiseConv2d(x, w, c.stride, c.pad);
+  const g = tf.tensor(fill(y.size), y.shape);
+  const grad = tf.grad((b: tf.Tensor) =>
+    tf.depthwiseConv2d(x, b as tf.Tensor4D, c.stride, c.pad).mul(g).sum()
+  );
+  const dw = grad(w);
+  const out = await dw.data() as Float32Array;
+  tf.dispose([x, w, y, g, dw]);
+  return out;
+}
+
+Deno.test({
+  name: "fast depthwise filter gradient matches stock webgpu and tfjs cpu",
+  ignore: !hasAdapter,
+  async fn() {
+    try {
+      const cases: (Case & { mult: number })[] = [
+        { batch: 3, h: 7, w: 9, cin: 5, cout: 5, k: 3, stride: 1, pad: 1, mult: 1 },
+        { batch: 2, h: 9, w: 8, cin: 8, cout: 16, k: 3, stride: 2, pad: "same", mult: 2 },
+        { batch: 1, h: 6, w: 5, cin: 3, cout: 9, k: 1, stride: 2, pad: "valid", mult: 3 },
+        { batch: 4, h: 5, w: 7, cin: 70, cout: 70, k: 3, stride: 2, pad: 0, mult: 1 },
+        // Long enough to be split over many workgroups.
+        { batch: 5, h: 23, w: 21, cin: 6, cout: 6, k: 3, stride: 1, pad: 1, mult: 1 },
+      ];
+      for (const [i, c] of cases.entries()) {
+        const label = JSON.stringify(c);
+        await initBackend({ log: null });
+        registerFastKernels();
+        resetFastConvStats();
+        const fast = await depthwiseFilterGrad(c, i);
+        assert.equal(fastConvStats.depthwiseFilterGrad, 1, `fast kernel not used for ${label}`);
+        unregisterFastKernels();
+        const stock = await depthwiseFilterGrad(c, i);
+        await initBackend({ backend: "cpu", log: null });
+        const cpu = await depthwiseFilterGrad(c, i);
+        assert.ok(relErr(fast, stock) <= 1e-4, `vs stock: ${relErr(fast, stock)} ${label}`);
+        assert.ok(relErr(fast, cpu) <= 1e-4, `vs cpu: ${relErr(fast, cpu)} ${label}`);
+      }
     } finally {
       unregisterFastKernels();
       await initBackend({ backend: "cpu", log: null });
@@ -160,7 +217,32 @@ Deno.test({
       const y = tf.conv2d(x, w, 1, "same", "NHWC", 2);
       assert.equal(fastConvStats.forward, 0, "a dilated conv must use the stock kernel");
       assert.ok(relErr(await y.data() as Float32Array, stock as Float32Array) <= 1e-6);
-      tf.dispose([x, w, y]);
+      // tf.layers' FusedConv2D: plain (no bias, no activation) takes the fast forward...
+      const plain = tf.fused.conv2d({ x, filter: w, strides: 2, pad: 1 });
+      assert.equal(fastConvStats.forward, 1, "a plain fused conv must use the fast kernel");
+      unregisterFastKernels();
+      const plainStock = tf.conv2d(x, w, 2, 1);
+      assert.ok(
+        relErr(await plain.data() as Float32Array, await plainStock.data() as Float32Array) <= 1e-4,
+      );
+      // ...one with a bias and an activation stays on the stock kernel.
+      const bias = tf.tensor1d([0.1, -0.2, 0.3, 0]);
+      const fusedStock = tf.fused.conv2d({
+        x,
+        filter: w,
+        strides: 1,
+        pad: 1,
+        bias,
+        activation: "relu",
+      });
+      registerFastKernels();
+      resetFastConvStats();
+      const fused = tf.fused.conv2d({ x, filter: w, strides: 1, pad: 1, bias, activation: "relu" });
+      assert.equal(fastConvStats.forward, 0);
+      assert.ok(
+        relErr(await fused.data() as Float32Array, await fusedStock.data() as Float32Array) <= 1e-6,
+      );
+      tf.dispose([x, w, y, plain, plainStock, bias, fusedStock, fused]);
     } finally {
       unregisterFastKernels();
       await initBackend({ backend: "cpu", log: null });

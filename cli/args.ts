@@ -44,9 +44,21 @@ export function parseFlags(
       multiple: spec.multiple === true,
     };
   }
+  // `--epochs -3`: a value that looks like a negative number belongs to its flag (parseArgs
+  // would call it ambiguous), so that the flag's own check reports it.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : undefined;
+    const spec = name !== undefined ? specs[name] : undefined;
+    const next = args[i + 1];
+    if (spec && spec.kind !== "bool" && next !== undefined && /^-[\d.]/.test(next)) {
+      joined.push(`${args[i]}=${next}`);
+      i++;
+    } else joined.push(args[i]);
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joined, options, allowPositionals: true, strict: true });
   } catch (e) {
     const message = (e as Error).message;
     const unknown = message.match(/Unknown option '([^']+)'/);

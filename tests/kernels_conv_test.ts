@@ -95,13 +95,13 @@ Deno.test({
   ignore: !hasAdapter,
   async fn() {
     try {
-      await initBackend({ log: null });
+      await initBackend({ log: null, fastKernels: false });
       const errors = gpuErrors();
       const cases = randomCases(10, 2024);
       for (const [i, c] of cases.entries()) {
         const label = JSON.stringify(c);
         // Fast first: a failed dispatch would otherwise read back a recycled stock buffer.
-        await initBackend({ log: null });
+        await initBackend({ log: null, fastKernels: false });
         registerFastKernels();
         resetFastConvStats();
         const fast = await convAndGrads(c, i);
@@ -168,7 +168,7 @@ Deno.test({
       ];
       for (const [i, c] of cases.entries()) {
         const label = JSON.stringify(c);
-        await initBackend({ log: null });
+        await initBackend({ log: null, fastKernels: false });
         registerFastKernels();
         resetFastConvStats();
         const fast = await depthwiseFilterGrad(c, i);
@@ -206,7 +206,7 @@ Deno.test({
   ignore: !hasAdapter,
   async fn() {
     try {
-      await initBackend({ log: null });
+      await initBackend({ log: null, fastKernels: false });
       const rng = new Rng(7);
       const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() - 0.5);
       const x = tf.tensor4d(fill(2 * 9 * 9 * 3), [2, 9, 9, 3]);
@@ -254,7 +254,7 @@ Deno.test({
   name: "fast conv kernels: register and unregister are idempotent and restore stock",
   ignore: !hasAdapter,
   async fn() {
-    await initBackend({ log: null });
+    await initBackend({ log: null, fastKernels: false });
     const before = FAST_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
     registerFastKernels();
     registerFastKernels();

@@ -120,8 +120,9 @@ export async function train(
     );
     dir = options.out ?? join("runs", `${config.model}-${stamp}`);
   }
-  const backend: BackendInfo = await initBackend({ backend: config.backend, log });
+  // Data first: a wrong --data fails at once, before the GPU starts (host arrays only).
   const { trainSet, valSet } = await loadData(config, log);
+  const backend: BackendInfo = await initBackend({ backend: config.backend, log });
   const model = createModel(config.model, {
     numClasses: trainSet.classNames.length,
     inputSize: config.inputSize,

@@ -80,7 +80,6 @@ runCli(async () => {
     modelSpec(modelName).defaultInputSize;
   const batchSize = (v["batch-size"] as number | undefined) ?? 64;
 
-  await initBackend({ backend: v["backend"] as "webgpu" | "cpu" | undefined });
   let test = await loadDataset({
     dataset,
     dir: data,
@@ -91,6 +90,7 @@ runCli(async () => {
     seed: saved?.train.seed,
   });
   if (v["limit"]) test = takeFirst(test, Math.min(v["limit"] as number, test.size));
+  await initBackend({ backend: v["backend"] as "webgpu" | "cpu" | undefined });
   const classes = [...test.classNames];
   const model = createModel(modelName, { numClasses: classes.length, inputSize });
   await loadWeights(model, weights);

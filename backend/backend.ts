@@ -97,6 +97,9 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   }
   await tf.setBackend("cpu");
   await tf.ready();
+  // tfjs's cpu backend advises installing tfjs-node (a native Node.js addon) on its first write
+  // when it sees Node.js APIs; Deno has them but cannot use that addon, so the advice is noise.
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   if (wanted === "cpu") log?.("backend: cpu (tfjs cpu backend)");
   return { backend: "cpu", adapter: "cpu", fallbackAdapter: false };
 }

@@ -96,7 +96,6 @@ interface Panel {
   x: number;
   width: number;
   series: Series[];
-  legendLow: boolean;
 }
 
 interface Tools {
@@ -199,13 +198,36 @@ function drawPanel(t: Tools, panel: Panel, epochs: number[], height: number): vo
   }
   t.canvas.restore();
 
-  // Legend, in the plot's upper right corner (lower right for rising curves).
+  // Legend, in the corner of the plot that covers the fewest points of the curves (sampled
+  // along each line), as matplotlib's loc="best" does; upper right first.
   const rowH = 20;
   const labelW = Math.max(...panel.series.map((s) => textWidth(t.small, s.label)));
   const boxW = 12 + 28 + 8 + labelW + 12;
   const boxH = 10 + rowH * panel.series.length;
-  const bx = px + pw - boxW - 10;
-  const by = panel.legendLow ? py + ph - boxH - 10 : py + 10;
+  const samples: [number, number][] = [];
+  for (const s of panel.series) {
+    for (let i = 0; i < s.values.length; i++) {
+      const a = s.values[i], b = s.values[i + 1];
+      if (!Number.isFinite(a)) continue;
+      samples.push([sx(epochs[i]), sy(a)]);
+      if (i + 1 < s.values.length && Number.isFinite(b)) {
+        for (let k = 1; k < 20; k++) {
+          const f = k / 20;
+          samples.push([sx(epochs[i] + f * (epochs[i + 1] - epochs[i])), sy(a + f * (b - a))]);
+        }
+      }
+    }
+  }
+  const corners: [number, number][] = [
+    [px + pw - boxW - 10, py + 10],
+    [px + 10, py + 10],
+    [px + pw - boxW - 10, py + ph - boxH - 10],
+    [px + 10, py + ph - boxH - 10],
+  ];
+  const covered = ([x, y]: [number, number]) =>
+    samples.filter(([u, v]) => u >= x - 6 && u <= x + boxW + 6 && v >= y - 6 && v <= y + boxH + 6)
+      .length;
+  const [bx, by] = corners.reduce((best, c) => covered(c) < covered(best) ? c : best);
   fillRect(t, bx, by, boxW, boxH, [205, 205, 205]);
   fillRect(t, bx + 1, by + 1, boxW - 2, boxH - 2, [255, 255, 255]);
   panel.series.forEach((s, i) => {
@@ -244,7 +266,6 @@ export async function renderCurves(records: EpochRecord[]): Promise<Uint8Array> 
       title: "Loss",
       x: 0,
       width: half,
-      legendLow: false,
       series: [
         { label: "train", color: CURVE_COLORS.train, values: records.map((r) => r.train_loss) },
         { label: "validation", color: CURVE_COLORS.val, values: records.map((r) => r.val_loss) },
@@ -254,7 +275,6 @@ export async function renderCurves(records: EpochRecord[]): Promise<Uint8Array> 
       title: "Accuracy (%)",
       x: half,
       width: width - half,
-      legendLow: true,
       series: [
         {
           label: "train",

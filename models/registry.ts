@@ -96,7 +96,9 @@ export interface CreateModelOptions {
  * @returns a tfjs LayersModel: NHWC images normalized with mean 0.5 and std 0.5 in, logits out
  * @example
  * ```ts
+ * import { initBackend } from "../backend/backend.ts";
  * import { createModel } from "./registry.ts";
+ * await initBackend({ log: null });
  * const model = createModel("resnet20", { numClasses: 10 });
  * console.log(model.outputs[0].shape); // [null, 10]
  * model.dispose();

@@ -43,6 +43,11 @@ export interface BatchOptions {
   inputSize?: number;
   /** Drop a last batch smaller than `batchSize`; false when absent. */
   dropLast?: boolean;
+  /**
+   * Start at this batch of the epoch (a run resumed mid-epoch); 0 when absent. The batches
+   * handed out are the same as those of a full pass from that index on.
+   */
+  startBatch?: number;
 }
 
 /**
@@ -163,7 +168,11 @@ export async function* iterateBatches(
   checkPositiveInt("inputSize", inputSize);
   const resize = inputSize !== ds.height || inputSize !== ds.width;
   const order = epochOrder(ds.size, opts);
-  const augRng = opts.augment ? new Rng(mixSeed(opts.seed, opts.epoch, 2)) : null;
+  // Each batch has its own augmentation stream, so that a pass started at any batch draws the
+  // same crops and flips as a full pass.
+  const augSeed = mixSeed(opts.seed, opts.epoch, 2);
+  const startBatch = opts.startBatch ?? 0;
+  checkInt("startBatch", startBatch);
   const per = ds.height * ds.width * 3;
 
   const prepare = (k: number): Batch => {
@@ -177,8 +186,9 @@ export async function* iterateBatches(
       raw.set(ds.pixels.subarray(i * per, (i + 1) * per), j * per);
       labels[j] = ds.labels[i];
     }
-    if (augRng) {
-      raw = augmentImages(raw, { count: m, height: ds.height, width: ds.width, rng: augRng });
+    if (opts.augment) {
+      const rng = new Rng(mixSeed(augSeed, k, 3));
+      raw = augmentImages(raw, { count: m, height: ds.height, width: ds.width, rng });
     }
     const values = normalizePixels(raw);
     const stored = tf.tensor4d(values, [m, ds.height, ds.width, 3], "float32");
@@ -209,8 +219,8 @@ export async function* iterateBatches(
 
   let pending: Promise<Batch> | null = null;
   try {
-    let current: Batch | null = count > 0 ? prepare(0) : null;
-    for (let k = 0; k < count; k++) {
+    let current: Batch | null = startBatch < count ? prepare(startBatch) : null;
+    for (let k = startBatch; k < count; k++) {
       pending = k + 1 < count ? schedule(k + 1) : null;
       const batch = current!;
       current = null;

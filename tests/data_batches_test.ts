@@ -223,3 +223,21 @@ Deno.test("batches: a scope closed by the consumer does not dispose handed-out b
   for (const t of [a.x, a.y, b.x, b.y]) t.dispose();
   assert.ok((await it.next()).done);
 });
+
+Deno.test("batches: a pass started at batch k hands out the same batches as a full pass", async () => {
+  const ds = toyDataset(23, 6);
+  const opts = { batchSize: 5, shuffle: true, seed: 11, epoch: 3, augment: true };
+  const collect = async (startBatch: number) => {
+    const out: { indices: number[]; x: Float32Array }[] = [];
+    for await (const b of iterateBatches(ds, { ...opts, startBatch })) {
+      out.push({ indices: [...b.indices], x: await b.x.data() as Float32Array });
+      b.x.dispose();
+      b.y.dispose();
+    }
+    return out;
+  };
+  const full = await collect(0);
+  const tail = await collect(2);
+  assert.equal(full.length, 5);
+  assert.deepEqual(tail, full.slice(2));
+});

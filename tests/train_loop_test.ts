@@ -188,6 +188,28 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
         assert.deepEqual(await tmpFiles(dirB), []);
       },
     );
+    await t.step(
+      "resume after a stop in the middle of an epoch (Ctrl-C) gives the uninterrupted run's weights",
+      async () => {
+        const dirC = join(root, "c");
+        // 2 steps per epoch: stop after 3 steps, in the middle of epoch 2.
+        const first = await train(config, { out: dirC, log: silent([]), stopAfterSteps: 3 });
+        assert.equal(first.epochs, 1);
+        assert.equal(first.interrupted, true);
+        const logC: string[] = [];
+        const second = await train(config, { log: silent(logC) }, dirC);
+        assert.equal(second.epochs, 2);
+        assert.ok(logC.some((l) => l.includes("step 1 of epoch 2")), logC.join("\n"));
+        const a = (await readSafetensors(join(dirA, RUN_FILES.checkpoint))).tensors;
+        const c = (await readSafetensors(join(dirC, RUN_FILES.checkpoint))).tensors;
+        assertSameTensors(a, c, 1e-6, "checkpoint after epoch 2 (model and momentum)");
+        const recA = (await readRun(dirA)).records, recC = (await readRun(dirC)).records;
+        assert.equal(recC.length, 2);
+        assert.ok(Math.abs(recC[1].train_loss - recA[1].train_loss) <= 1e-6);
+        assert.equal(recC[1].train_acc, recA[1].train_acc);
+        assert.deepEqual(await tmpFiles(dirC), []);
+      },
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -17,10 +17,26 @@ import {
 import { UserError } from "../util/errors.ts";
 import type { SGD } from "./sgd.ts";
 
+/** The steps done of an epoch that was stopped in the middle, with its running sums. */
+export interface PartialEpoch {
+  /** Batches done in the epoch. */
+  step: number;
+  /** Sum of batch loss times batch size. */
+  lossSum: number;
+  /** Correct predictions so far. */
+  correct: number;
+  /** Images seen so far. */
+  seen: number;
+  /** Training seconds so far. */
+  seconds: number;
+}
+
 /** Progress saved with a checkpoint. */
 export interface Progress {
   /** Number of finished epochs. */
   epoch: number;
+  /** Steps done of epoch `epoch + 1`, when the run stopped in the middle of it. */
+  partial?: PartialEpoch;
   /** Best validation accuracy so far. */
   bestAccuracy: number;
   /** 1-based epoch of the best accuracy (0 when none). */

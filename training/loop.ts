@@ -26,7 +26,13 @@ import {
 } from "../report/records.ts";
 import { UserError } from "../util/errors.ts";
 import { learningRate, type TrainConfig } from "./config.ts";
-import { loadCheckpoint, type Progress, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+import {
+  loadCheckpoint,
+  type PartialEpoch,
+  type Progress,
+  saveCheckpoint,
+  writeFileAtomic,
+} from "./checkpoint.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { trainBatch } from "./step.ts";
@@ -51,6 +57,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Stop after this many epochs of this invocation (tests use it to simulate a kill). */
   stopAfterEpochs?: number;
+  /** Stop after this many training steps of this invocation, as Ctrl-C would (tests). */
+  stopAfterSteps?: number;
 }
 
 /** What {@link train} did. */
@@ -137,7 +145,10 @@ export async function train(
   try {
     if (resumeDir) {
       progress = await loadCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt);
-      log(`resuming ${dir} after epoch ${progress.epoch} of ${config.epochs}`);
+      const at = progress.partial
+        ? `, step ${progress.partial.step} of epoch ${progress.epoch + 1}`
+        : "";
+      log(`resuming ${dir} after epoch ${progress.epoch} of ${config.epochs}${at}`);
     } else {
       await Deno.mkdir(dir, { recursive: true });
       const saved: SavedRun = {
@@ -162,20 +173,31 @@ export async function train(
     );
     log(epochLineHeader());
     const records: EpochRecord[] = resumeDir ? (await readRun(dir)).records : [];
-    let interrupted = false, ran = 0;
+    let interrupted = false, epochsRun = 0;
+    const budget = { steps: options.stopAfterSteps ?? Infinity };
     for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
-      if (options.stopAfterEpochs !== undefined && ran >= options.stopAfterEpochs) {
+      const stopNow = options.signal?.aborted || budget.steps <= 0;
+      if (
+        stopNow || (options.stopAfterEpochs !== undefined && epochsRun >= options.stopAfterEpochs)
+      ) {
+        if (stopNow) {
+          log(`stopped after epoch ${epoch}: checkpoint kept; continue with --resume ${dir}`);
+        }
         interrupted = true;
         break;
       }
       opt.lr = learningRate(config, epoch);
-      const fit = await trainEpoch(model, opt, trainSet, config, epoch, options);
-      if (fit.interrupted) {
+      const fit = await trainEpoch(model, opt, trainSet, config, epoch, progress.partial, {
+        ...options,
+        budget,
+      });
+      if (fit.stoppedAt) {
+        // Stopped mid-epoch: checkpoint what is done so far, to continue from the next step.
         interrupted = true;
+        progress = { ...progress, partial: fit.stoppedAt };
+        await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
         log(
-          `interrupted during epoch ${
-            epoch + 1
-          }: the checkpoint after epoch ${progress.epoch} is kept; ` +
+          `stopped at epoch ${epoch + 1}, step ${fit.stoppedAt.step}: checkpoint written; ` +
             `continue with --resume ${dir}`,
         );
         break;
@@ -201,17 +223,19 @@ export async function train(
         progress = { ...progress, bestAccuracy: val.accuracy, bestEpoch: epoch + 1 };
         await writeFileAtomic(join(dir, RUN_FILES.best), await saveWeights(model));
       }
-      progress = { ...progress, epoch: epoch + 1 };
+      progress = {
+        epoch: epoch + 1,
+        bestAccuracy: progress.bestAccuracy,
+        bestEpoch: progress.bestEpoch,
+      };
       await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
       await writeFileAtomic(join(dir, RUN_FILES.curves), await renderCurves(records));
-      ran++;
+      epochsRun++;
     }
     if (!interrupted) {
       log(
-        `done: best val acc ${
-          (100 * progress.bestAccuracy).toFixed(2)
-        }% at epoch ${progress.bestEpoch}; ` +
-          `weights ${join(dir, RUN_FILES.best)}`,
+        `done: best val acc ${(100 * progress.bestAccuracy).toFixed(2)}% at epoch ` +
+          `${progress.bestEpoch}; weights ${join(dir, RUN_FILES.best)}`,
       );
     }
     return { dir, epochs: progress.epoch, bestAccuracy: progress.bestAccuracy, interrupted };
@@ -221,20 +245,31 @@ export async function train(
   }
 }
 
+interface EpochFit {
+  loss: number;
+  accuracy: number;
+  seconds: number;
+  /** Set when the epoch stopped early (Ctrl-C or a step budget): where, with the sums so far. */
+  stoppedAt?: PartialEpoch;
+}
+
 async function trainEpoch(
   model: tf.LayersModel,
   opt: SGD,
   data: ImageDataset,
   config: TrainConfig,
   epoch: number,
-  options: TrainOptions,
-): Promise<{ loss: number; accuracy: number; seconds: number; interrupted: boolean }> {
+  resumeFrom: PartialEpoch | undefined,
+  options: TrainOptions & { budget: { steps: number } },
+): Promise<EpochFit> {
   const steps = batchCount(data, { batchSize: config.batchSize });
   const bar = options.progress && Deno.stderr.isTerminal()
     ? new ProgressBar(steps, epoch + 1, config.batchSize)
     : null;
   const start = performance.now();
-  let lossSum = 0, correct = 0, seen = 0, step = 0;
+  const done: PartialEpoch = resumeFrom ?? { step: 0, lossSum: 0, correct: 0, seen: 0, seconds: 0 };
+  let { lossSum, correct, seen, step } = done;
+  const elapsed = () => done.seconds + (performance.now() - start) / 1000;
   const batches = iterateBatches(data, {
     batchSize: config.batchSize,
     shuffle: true,
@@ -242,6 +277,7 @@ async function trainEpoch(
     epoch,
     augment: config.augment,
     inputSize: config.inputSize,
+    startBatch: step,
   });
   for await (const batch of batches) {
     const result = trainBatch(model, opt, batch.x, batch.y);
@@ -258,20 +294,21 @@ async function trainEpoch(
     correct += right[0];
     seen += batch.size;
     step++;
-    bar?.update(step, lossSum / seen, seen / ((performance.now() - start) / 1000));
-    if (options.signal?.aborted) {
+    bar?.update(step, lossSum / seen, seen / elapsed());
+    options.budget.steps--;
+    if ((options.signal?.aborted || options.budget.steps <= 0) && step < steps) {
       await batches.return(undefined);
       bar?.clear();
-      return { loss: NaN, accuracy: NaN, seconds: 0, interrupted: true };
+      return {
+        loss: NaN,
+        accuracy: NaN,
+        seconds: 0,
+        stoppedAt: { step, lossSum, correct, seen, seconds: elapsed() },
+      };
     }
   }
   bar?.clear();
-  return {
-    loss: lossSum / seen,
-    accuracy: correct / seen,
-    seconds: (performance.now() - start) / 1000,
-    interrupted: false,
-  };
+  return { loss: lossSum / seen, accuracy: correct / seen, seconds: elapsed() };
 }
 
 /** A one-line progress bar on stderr: step, loss, images/s and ETA. */

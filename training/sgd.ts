@@ -5,6 +5,7 @@
  * @module
  */
 import { tf } from "../deps.ts";
+import { SGD_KERNEL_NAME, type SgdKernelAttrs } from "../kernels/sgd.ts";
 
 /** Hyperparameters of {@link SGD}, as `torch.optim.SGD` takes them. */
 export interface SGDOptions {
@@ -35,6 +36,7 @@ export interface NamedVariable {
  * @example
  * ```ts
  * import { tf } from "../deps.ts";
+import { SGD_KERNEL_NAME, type SgdKernelAttrs } from "../kernels/sgd.ts";
  * import { SGD } from "./sgd.ts";
  * const w = tf.variable(tf.tensor1d([1, 2]));
  * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
@@ -71,15 +73,22 @@ export class SGD {
   }
 
   /**
-   * One update of every parameter that has a gradient.
+   * One update of every parameter that has a gradient. Where the backend has the fused
+   * `RegnetSgdStep` kernel (webgpu after `registerFastKernels`), each float32 parameter takes
+   * one kernel call (two small dispatches with momentum, one without); elsewhere tf ops do it.
    *
    * @param params the parameters
    * @param grads gradients by parameter name; parameters without one are left alone
    */
   step(params: readonly NamedVariable[], grads: Map<string, tf.Tensor>): void {
+    const fused = tf.getKernel(SGD_KERNEL_NAME, tf.getBackend()) !== undefined;
     for (const { name, variable } of params) {
       const grad = grads.get(name);
       if (!grad) continue;
+      if (fused && variable.dtype === "float32" && grad.dtype === "float32") {
+        this.#fusedStep(name, variable, grad);
+        continue;
+      }
       tf.tidy(() => {
         let d = this.weightDecay !== 0 ? grad.add(variable.mul(this.weightDecay)) : grad;
         if (this.momentum !== 0) {
@@ -97,6 +106,33 @@ export class SGD {
         variable.assign(variable.sub(d.mul(this.lr)));
       });
     }
+  }
+
+  /** One parameter's update through the backend's fused kernel ({@link SGD_KERNEL_NAME}). */
+  #fusedStep(name: string, variable: tf.Variable, grad: tf.Tensor): void {
+    tf.tidy(() => {
+      const buffer = this.momentum !== 0 ? this.#buffers.get(name) : undefined;
+      const attrs: SgdKernelAttrs = {
+        lr: this.lr,
+        momentum: this.momentum,
+        weightDecay: this.weightDecay,
+        dampening: this.dampening,
+        nesterov: this.nesterov,
+        first: this.momentum !== 0 && buffer === undefined,
+      };
+      const inputs: tf.NamedTensorMap = buffer
+        ? { param: variable, grad, buffer }
+        : { param: variable, grad };
+      const [next, nextBuffer] = tf.engine().runKernel(
+        SGD_KERNEL_NAME,
+        inputs,
+        attrs as unknown as tf.NamedAttrMap,
+      ) as tf.Tensor[];
+      variable.assign(next);
+      if (this.momentum === 0) return;
+      if (buffer) buffer.assign(nextBuffer);
+      else this.#buffers.set(name, tf.variable(nextBuffer, false, `sgd/${name}/momentum_buffer`));
+    });
   }
 
   /** The momentum buffers by parameter name (live variables; do not dispose). */

@@ -39,7 +39,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "limit": { kind: "int", help: "evaluate the first N test images" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
   "grid": { kind: "string", help: "write the 4x4 prediction grid PNG here" },
-  "seed": { kind: "int", help: "seed choosing the grid's 16 images (default 0)" },
+  "seed": { kind: "uint", help: "seed choosing the grid's 16 images (default 0)" },
   "json": { kind: "string", help: "write the results as JSON here (default <run>/eval.json)" },
   "compare": { kind: "bool", help: "print a Markdown table of the run folders given as arguments" },
   "help": { kind: "bool", help: "show this help" },

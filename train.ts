@@ -31,7 +31,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "weight-decay": { kind: "number", help: "SGD weight decay (preset 1e-4 ResNets, 0 RegNet)" },
   "input-size": { kind: "int", help: "image size fed to the model (preset 32 / 224)" },
   "augment": { kind: "bool", help: "random crop (4-pixel padding) and horizontal flip" },
-  "seed": { kind: "int", help: "seed of weights, shuffle and augmentation (default 0)" },
+  "seed": { kind: "uint", help: "seed of weights, shuffle and augmentation (default 0)" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
   "limit": { kind: "int", help: "use the first N training and N validation images (smoke runs)" },
   "val-split": { kind: "number", help: "held-out fraction of a single-folder dataset (0.2)" },

@@ -10,8 +10,11 @@ import { UserError } from "../util/errors.ts";
 
 /** One flag: its kind, its help line and, for `choice`, the valid values. */
 export interface FlagSpec {
-  /** `string`, `int` (positive integer), `number`, `bool`, `ints` (comma list), `choice`. */
-  kind: "string" | "int" | "number" | "bool" | "ints" | "choice";
+  /**
+   * `string`, `int` (positive integer), `uint` (non-negative integer), `number`, `bool`, `ints`
+   * (comma list), `choice`.
+   */
+  kind: "string" | "int" | "uint" | "number" | "bool" | "ints" | "choice";
   /** One line of help. */
   help: string;
   /** Valid values of a `choice` flag. */
@@ -87,6 +90,10 @@ function convert(name: string, spec: FlagSpec, raw: string | boolean): FlagValue
       const v = Number(raw);
       return Number.isInteger(v) && v > 0 ? v : bad("a positive integer");
     }
+    case "uint": {
+      const v = Number(raw);
+      return raw !== "" && Number.isInteger(v) && v >= 0 ? v : bad("a non-negative integer");
+    }
     case "number": {
       const v = Number(raw);
       return raw !== "" && Number.isFinite(v) && v >= 0 ? v : bad("a non-negative number");
@@ -114,12 +121,10 @@ function convert(name: string, spec: FlagSpec, raw: string | boolean): FlagValue
  */
 export function helpText(usage: string, specs: Record<string, FlagSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
-    const arg = s.kind === "bool"
-      ? ""
-      : s.kind === "choice"
-      ? ` <${s.choices!.join("|")}>`
-      : " <v>";
-    return [`  --${name}${arg}`, s.help];
+    const placeholder = { choice: " <name>", string: " <path>", ints: " <n,n>", bool: "" };
+    const arg = placeholder[s.kind as keyof typeof placeholder] ?? " <n>";
+    const help = s.kind === "choice" ? `${s.help}: ${s.choices!.join(", ")}` : s.help;
+    return [`  --${name}${arg}`, help];
   });
   const width = Math.max(...rows.map((r) => r[0].length));
   return [usage, "", ...rows.map(([a, b]) => `${a.padEnd(width)}  ${b}`)].join("\n");

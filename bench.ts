@@ -1,7 +1,8 @@
 /**
- * `deno task bench [--model <name>] [--batch 64,512] [--steps N] [--backend webgpu|cpu] [--json]`:
- * training and inference throughput, kernel dispatches per training step and GPU memory, per
- * model and batch size, on the adapter present.
+ * `deno task bench [--model resnet20,regnet400mf] [--batch 64,512] [--steps N] [--warmup N]
+ * [--backend webgpu|cpu] [--json]`: training and inference throughput, kernel dispatches per
+ * training step and GPU memory, for every model and batch size given, on the adapter present.
+ * `bench/torch_bench.py` measures the same in PyTorch; `bench/gpu_run.sh` runs both on a GPU box.
  *
  * @module
  */
@@ -14,13 +15,12 @@ import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "model": {
-    kind: "choice",
-    choices: MODEL_NAMES,
-    help: "model (default resnet20)",
-    multiple: false,
+    kind: "string",
+    help: `models, comma-separated (default resnet20); valid: ${MODEL_NAMES.join(", ")}`,
   },
   "batch": { kind: "ints", help: "batch sizes, comma-separated (default 64)" },
-  "steps": { kind: "int", help: "measured steps after 2 warm-up steps (default 10)" },
+  "steps": { kind: "int", help: "measured steps after the warm-up (default 10)" },
+  "warmup": { kind: "int", help: "warm-up steps before measuring (default 2)" },
   "input-size": { kind: "int", help: "input size (default: the model's)" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
   "json": { kind: "bool", help: "one JSON line per measurement instead of a table" },
@@ -55,10 +55,9 @@ function dispatchCounter(): { count: () => number; restore: () => void } {
 async function measure(
   name: string,
   batch: number,
-  steps: number,
-  inputSize: number,
-  adapter: string,
+  run: { steps: number; warmup: number; inputSize: number; adapter: string },
 ) {
+  const { steps, warmup, inputSize, adapter } = run;
   const model = createModel(name, { inputSize, seed: 0 });
   const opt = new SGD({ lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
   const x = tf.randomNormal([batch, inputSize, inputSize, 3]) as tf.Tensor4D;
@@ -68,7 +67,7 @@ async function measure(
     await r.loss.data(); // a host read each step, as a training loop does
     tf.dispose([r.loss, r.correct]);
   };
-  for (let i = 0; i < 2; i++) await step();
+  for (let i = 0; i < warmup; i++) await step();
   const counter = dispatchCounter();
   let t0 = performance.now();
   for (let i = 0; i < steps; i++) await step();
@@ -80,12 +79,12 @@ async function measure(
     await logits.data();
     logits.dispose();
   };
-  await infer();
+  for (let i = 0; i < warmup; i++) await infer();
   t0 = performance.now();
   for (let i = 0; i < steps; i++) await infer();
   const inferSeconds = (performance.now() - t0) / 1000;
   const memory = tf.memory() as tf.MemoryInfo & {
-    numBytesInGPUAllocated?: number;
+    numBytesAllocatedInGPU?: number;
     numBytesInGPU?: number;
   };
   const result: Measurement = {
@@ -96,7 +95,7 @@ async function measure(
     train_img_per_s: (batch * steps) / trainSeconds,
     infer_img_per_s: (batch * steps) / inferSeconds,
     dispatches_per_step: dispatches,
-    gpu_bytes: memory.numBytesInGPUAllocated ?? memory.numBytesInGPU ?? memory.numBytes,
+    gpu_bytes: memory.numBytesAllocatedInGPU ?? memory.numBytesInGPU ?? memory.numBytes,
   };
   tf.dispose([x, y]);
   opt.dispose();
@@ -110,18 +109,25 @@ runCli(async () => {
     console.log(helpText("usage: deno task bench [flags]", FLAGS));
     return;
   }
+  const models = ((v["model"] as string | undefined) ?? "resnet20").split(",").map((m) => m.trim());
+  for (const name of models) modelSpec(name); // a one-line error listing the valid names
   const info = await initBackend({
     backend: v["backend"] as BackendName | undefined,
     log: v["json"] ? null : undefined,
   });
-  const models = v["model"] ? [v["model"] as string] : ["resnet20"];
   const batches = (v["batch"] as number[] | undefined) ?? [64];
   const steps = (v["steps"] as number | undefined) ?? 10;
+  const warmup = (v["warmup"] as number | undefined) ?? 2;
   const rows: Measurement[] = [];
   for (const name of models) {
     const size = (v["input-size"] as number | undefined) ?? modelSpec(name).defaultInputSize;
     for (const batch of batches) {
-      const m = await measure(name, batch, steps, size, info.adapter);
+      const m = await measure(name, batch, {
+        steps,
+        warmup,
+        inputSize: size,
+        adapter: info.adapter,
+      });
       rows.push(m);
       if (v["json"]) console.log(JSON.stringify(m));
     }

@@ -19,6 +19,10 @@ import {
   type SplitPolicy,
 } from "./conv_gemm.ts";
 import { runDepthwiseFilterGrad } from "./depthwise_filter_grad.ts";
+import { registerSgdKernel, unregisterSgdKernel } from "./sgd.ts";
+import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnorm.ts";
+import { installDispatchCache, uninstallDispatchCache } from "./dispatch.ts";
+import { registerGroupedConvKernels, unregisterGroupedConvKernels } from "./grouped_conv.ts";
 
 /** The kernels {@link registerFastKernels} replaces. */
 export const FAST_KERNEL_NAMES = [
@@ -178,6 +182,13 @@ function isFast(config: tf.KernelConfig | undefined): boolean {
  */
 export function registerFastKernels(options: FastKernelOptions = {}): void {
   policy = { ...DEFAULT_SPLIT_POLICY, ...options.split };
+  registerSgdKernel(); // a new kernel (no stock one): the fused SGD update, `kernels/sgd.ts`
+  // New kernels (no stock ones): fused training-mode batch norm and its gradient.
+  registerBatchNormKernels();
+  // New kernels (no stock ones): grouped convolution and its gradients, `kernels/grouped_conv.ts`.
+  registerGroupedConvKernels();
+  // Cheaper dispatches (cached uniforms and bind groups), `kernels/dispatch.ts`.
+  installDispatchCache();
   for (const name of options.kernels ?? FAST_KERNEL_NAMES) {
     const current = tf.getKernel(name, "webgpu");
     if (current === undefined || isFast(current)) continue;
@@ -201,6 +212,10 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
  * ```
  */
 export function unregisterFastKernels(): void {
+  unregisterSgdKernel();
+  unregisterBatchNormKernels();
+  unregisterGroupedConvKernels();
+  uninstallDispatchCache();
   for (const name of FAST_KERNEL_NAMES) {
     const current = tf.getKernel(name, "webgpu");
     const original = stock.get(name);

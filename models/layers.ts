@@ -187,6 +187,8 @@ export interface BatchNorm2dArgs {
   epsilon?: number;
   /** PyTorch's momentum of the running averages; 0.1 when absent. */
   momentum?: number;
+  /** `relu` applies a ReLU after the normalization (fused on webgpu); `linear` when absent. */
+  activation?: "linear" | "relu";
   /** Whether gamma and beta are trained. */
   trainable?: boolean;
 }
@@ -202,6 +204,7 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
   static className = "TorchBatchNorm2d";
   private readonly epsilon: number;
   private readonly momentum: number;
+  private readonly activation: "linear" | "relu";
   private gamma!: LayerVariable;
   private beta!: LayerVariable;
   private runningMean!: LayerVariable;
@@ -214,6 +217,7 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
     super({ name: args.name, trainable: args.trainable });
     this.epsilon = args.epsilon ?? 1e-5;
     this.momentum = args.momentum ?? 0.1;
+    this.activation = args.activation ?? "linear";
   }
 
   override build(inputShape: Shape | Shape[]): void {
@@ -232,13 +236,17 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
     const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
     const gamma = this.gamma.read() as tf.Tensor1D, beta = this.beta.read() as tf.Tensor1D;
     if (kwargs["training"] !== true) {
-      return tf.tidy(() =>
-        tf.batchNorm(x, this.runningMean.read(), this.runningVar.read(), beta, gamma, this.epsilon)
-      );
+      return tf.tidy(() => {
+        const mean = this.runningMean.read(), variance = this.runningVar.read();
+        const y = tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon);
+        return this.activation === "relu" ? tf.relu(y) : y;
+      });
     }
     const count = x.shape[0] * x.shape[1] * x.shape[2];
     const { y, mean, variance } = tf.tidy(() => {
-      const { y, stats } = batchNormTraining(x, gamma, beta, this.epsilon);
+      const { y, stats } = batchNormTraining(x, gamma, beta, this.epsilon, {
+        activation: this.activation,
+      });
       return { y, mean: stats.mean, variance: stats.variance };
     });
     this.discardPending();
@@ -296,7 +304,12 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), epsilon: this.epsilon, momentum: this.momentum };
+    return {
+      ...super.getConfig(),
+      epsilon: this.epsilon,
+      momentum: this.momentum,
+      activation: this.activation,
+    };
   }
 }
 

@@ -7,6 +7,8 @@
  * @module
  */
 import { tf } from "../deps.ts";
+import { batchNormTrain, fusedBatchNormAvailable } from "../kernels/batchnorm.ts";
+import { groupedConv, groupedConvAvailable } from "../kernels/grouped_conv.ts";
 
 /** How a convolution is applied, as `torch.nn.Conv2d` takes it. */
 export interface ConvSpec {
@@ -33,9 +35,12 @@ export function conv2d(x: tf.Tensor4D, kernel: tf.Tensor4D, spec: ConvSpec): tf.
 }
 
 /**
- * Grouped convolution, exact, from one depthwise convolution and one sum: input channel `c` of
- * group `g` is convolved with the `gi x go` block of group `g` by a depthwise filter with
- * channel multiplier `go`, then the `gi` partial outputs of each group are summed.
+ * Grouped convolution. Where the current backend has the grouped-convolution kernel
+ * (`kernels/grouped_conv.ts`, registered for webgpu by `registerFastKernels`), one op computes
+ * it (one dispatch forward, three backward). Elsewhere it is exact from one depthwise
+ * convolution and one sum: input channel `c` of group `g` is convolved with the `gi x go` block
+ * of group `g` by a depthwise filter with channel multiplier `go`, then the `gi` partial outputs
+ * of each group are summed.
  */
 function groupedConv2d(
   x: tf.Tensor4D,
@@ -44,6 +49,13 @@ function groupedConv2d(
   pad: "valid" | number,
   groups: number,
 ): tf.Tensor4D {
+  const attrs = { stride, pad: pad === "valid" ? 0 : pad, groups };
+  if (
+    x.dtype === "float32" && kernel.dtype === "float32" &&
+    groupedConvAvailable(x.shape, kernel.shape, attrs)
+  ) {
+    return groupedConv(x, kernel, attrs);
+  }
   return tf.tidy(() => {
     const [kh, kw, gi, out] = kernel.shape;
     const go = out / groups;
@@ -66,21 +78,42 @@ export interface BatchStats {
   count: number;
 }
 
+/** Options of {@link batchNormTraining}. */
+export interface BatchNormTrainingOptions {
+  /** Activation applied to the normalized output (`"linear"`, the default, or `"relu"`). */
+  activation?: "linear" | "relu";
+}
+
 /**
  * Batch normalization in training mode over the channel axis of NHWC input: normalizes with the
- * batch's mean and biased variance, as `torch.nn.BatchNorm2d` does in `train()` mode.
+ * batch's mean and biased variance, as `torch.nn.BatchNorm2d` does in `train()` mode. Where the
+ * current backend has the fused kernel (`kernels/batchnorm.ts`, registered for webgpu by
+ * `registerFastKernels`), one fused op does it (a few dispatches forward and backward);
+ * elsewhere `tf.moments` and `tf.batchNorm` do.
  *
- * @returns the normalized tensor and the batch statistics
+ * @param x input `[N, H, W, C]`
+ * @param gamma scale `[C]`
+ * @param beta offset `[C]`
+ * @param epsilon added to the variance
+ * @param options the activation to apply after the normalization
+ * @returns the normalized (and activated) tensor and the batch statistics
  */
 export function batchNormTraining(
   x: tf.Tensor4D,
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   epsilon: number,
+  options: BatchNormTrainingOptions = {},
 ): { y: tf.Tensor4D; stats: BatchStats } {
-  const { mean, variance } = tf.moments(x, [0, 1, 2]);
-  const y = tf.batchNorm(x, mean, variance, beta, gamma, epsilon);
+  const activation = options.activation ?? "linear";
   const [n, h, w] = x.shape;
+  if (x.dtype === "float32" && x.size > 0 && fusedBatchNormAvailable()) {
+    const { y, mean, variance } = batchNormTrain(x, { gamma, beta, epsilon, activation });
+    return { y: y as tf.Tensor4D, stats: { mean, variance, count: n * h * w } };
+  }
+  const { mean, variance } = tf.moments(x, [0, 1, 2]);
+  const normalized = tf.batchNorm(x, mean, variance, beta, gamma, epsilon);
+  const y = activation === "relu" ? tf.relu(normalized) : normalized;
   return {
     y: y as tf.Tensor4D,
     stats: { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, count: n * h * w },

@@ -128,6 +128,7 @@ function yBlock(
     s: number,
     groups: number,
     salt: number,
+    activation?: "relu",
   ) => {
     const conv = new Conv2d({
       name: `${name}.0`,
@@ -139,14 +140,15 @@ function yBlock(
       init: "kaiming-fan-out",
       seed: seed(salt),
     });
-    return new BatchNorm2d({ name: `${name}.1` }).apply(conv.apply(t)) as Sym;
+    // torchvision's Conv2dNormActivation; its ReLU (`.2`) is fused into the BatchNorm.
+    return new BatchNorm2d({ name: `${name}.1`, activation }).apply(conv.apply(t)) as Sym;
   };
   const relu = (name: string, t: Sym) => tf.layers.reLU({ name }).apply(t) as Sym;
 
   const wB = Math.round(width * stage.bottleneck);
   const groups = Math.floor(wB / stage.groupWidth);
-  let f = relu(`${p}.f.a.2`, convBn(`${p}.f.a`, x, wB, 1, 1, 1, 1));
-  f = relu(`${p}.f.b.2`, convBn(`${p}.f.b`, f, wB, 3, stride, groups, 2));
+  let f = convBn(`${p}.f.a`, x, wB, 1, 1, 1, 1, "relu");
+  f = convBn(`${p}.f.b`, f, wB, 3, stride, groups, 2, "relu");
   if (o.seRatio > 0) {
     const squeeze = Math.round(o.seRatio * widthIn);
     f = new SqueezeExcite({ name: `${p}.f.se`, squeeze, seed: seed(3) }).apply(f) as Sym;
@@ -178,8 +180,9 @@ export function buildRegNet(config: RegNetConfig, options: BuildOptions): tf.Lay
     init: "kaiming-fan-out",
     seed: seed(0),
   });
-  let x = new BatchNorm2d({ name: "stem.1" }).apply(stemConv.apply(input)) as Sym;
-  x = tf.layers.reLU({ name: "stem.2" }).apply(x) as Sym;
+  let x = new BatchNorm2d({ name: "stem.1", activation: "relu" }).apply(
+    stemConv.apply(input),
+  ) as Sym;
   regnetStages(config).forEach((stage, s) => {
     for (let i = 0; i < stage.depth; i++) {
       const prefix = `trunk_output.block${s + 1}.block${s + 1}-${i}`;

@@ -52,12 +52,11 @@ function basicBlock(
       seed: seed(salt),
     });
   const relu = (name: string, t: Sym) => tf.layers.reLU({ name }).apply(t) as Sym;
-  const bn = (name: string, t: Sym) => new BatchNorm2d({ name }).apply(t) as Sym;
+  const bn = (name: string, t: Sym, activation?: "relu") =>
+    new BatchNorm2d({ name, activation }).apply(t) as Sym;
 
-  let out = relu(
-    `${p}.relu1`,
-    bn(`${p}.bn1`, conv(`${p}.conv1`, planes, 3, stride, 1).apply(x) as Sym),
-  );
+  // relu(bn1(conv1(x))), the ReLU fused into the BatchNorm.
+  let out = bn(`${p}.bn1`, conv(`${p}.conv1`, planes, 3, stride, 1).apply(x) as Sym, "relu");
   if (o.cell) {
     const cell = new ConvRecurrentCell({
       name: `${p}.rnn`,
@@ -97,8 +96,7 @@ export function buildResNet(config: ResNetConfig, options: BuildOptions): tf.Lay
     padding: 1,
     seed: seed(0),
   });
-  let x = new BatchNorm2d({ name: "bn1" }).apply(stem.apply(input)) as Sym;
-  x = tf.layers.reLU({ name: "relu" }).apply(x) as Sym;
+  let x = new BatchNorm2d({ name: "bn1", activation: "relu" }).apply(stem.apply(input)) as Sym;
   let h: Sym | null = null;
   config.widths.forEach((planes, stage) => {
     for (let i = 0; i < config.depths[stage]; i++) {

@@ -36,8 +36,8 @@ export interface NamedVariable {
  * @example
  * ```ts
  * import { tf } from "../deps.ts";
-import { SGD_KERNEL_NAME, type SgdKernelAttrs } from "../kernels/sgd.ts";
  * import { SGD } from "./sgd.ts";
+ * await tf.setBackend("cpu");
  * const w = tf.variable(tf.tensor1d([1, 2]));
  * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
  * opt.step([{ name: "w", variable: w }], new Map([["w", tf.tensor1d([0.5, 0.5])]]));

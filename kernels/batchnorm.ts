@@ -1,0 +1,607 @@
+/**
+ * Batch normalization in training mode (optionally followed by ReLU) as one tfjs op,
+ * {@link BATCH_NORM_TRAIN_KERNEL}, with WebGPU kernels for it and for its gradient: four
+ * dispatches forward and four backward, where the tf-ops composition (`tf.moments` then
+ * `tf.batchNorm`, and their gradients) takes dozens.
+ *
+ * Inputs `x` `[N, H, W, C]` (any rank, channels last), `gamma` `[C]`, `beta` `[C]`; attrs
+ * `epsilon` and `activation` (`"linear"` or `"relu"`); outputs `y`, the batch `mean` and the
+ * biased batch `variance` (each `[C]`). The rows of `x` (`M = N * H * W` of them) are split
+ * into chunks; per channel:
+ *
+ * | dispatch | forward | backward |
+ * | --- | --- | --- |
+ * | 1 | per chunk: mean, then centred sum of squares (two passes over the chunk) | per chunk: `Σ g`, `Σ g (x - mean)` with `g` = `dy` (masked by `y > 0` after ReLU) |
+ * | 2 | mean: chunk means merged (Chan et al.) | `dbeta = Σ g` |
+ * | 3 | variance: `Σ M2_s + n_s (mean_s - mean)²` over chunks, over `M` | `dgamma = Σ g x̂` |
+ * | 4 | `y = (x - mean) γ / sqrt(var + eps) + β` (then ReLU) | `dx` |
+ *
+ * The centred two-pass scheme keeps the variance exact for data with a large mean and a small
+ * spread (where `E[x²] - E[x]²` in f32 cancels to noise). The gradient also takes the gradients
+ * flowing into the `mean` and `variance` outputs, so the op is a drop-in for the tf-ops path
+ * under any loss. No atomics: results are deterministic.
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../deps.ts";
+import type { ProgramUniforms, WebGPUProgram } from "./gemm_program.ts";
+
+/** Name of the fused training-mode batch-norm op (registered for webgpu by `register.ts`). */
+export const BATCH_NORM_TRAIN_KERNEL = "RegnetBatchNormTrain";
+/** Name of its gradient op: inputs `dy, x, y, mean, variance, gamma, dmean, dvar`. */
+export const BATCH_NORM_TRAIN_GRAD_KERNEL = "RegnetBatchNormTrainGrad";
+
+/** Activation fused after the normalization. */
+export type BatchNormActivation = "linear" | "relu";
+
+/** Attributes of {@link BATCH_NORM_TRAIN_KERNEL} and its gradient. */
+export interface BatchNormTrainAttrs {
+  /** Added to the variance before the square root (PyTorch's `eps`). */
+  epsilon: number;
+  /** Activation applied to the normalized output. */
+  activation: BatchNormActivation;
+}
+
+/** Calls of the fused kernels since {@link resetFusedBatchNormStats}: proof they ran. */
+export const fusedBatchNormStats: { forward: number; backward: number } = {
+  forward: 0,
+  backward: 0,
+};
+
+/** Zeroes {@link fusedBatchNormStats}. */
+export function resetFusedBatchNormStats(): void {
+  fusedBatchNormStats.forward = 0;
+  fusedBatchNormStats.backward = 0;
+}
+
+/** Workgroups the per-chunk pass aims for (channel tiles times chunks). */
+const TARGET_WORKGROUPS = 256;
+/** Invocations per workgroup of the per-chunk pass. */
+const THREADS = 256;
+
+/** How the rows are cut into chunks and the channels into tiles. */
+export interface BatchNormPlan {
+  /** Rows `M` (values per channel). */
+  rows: number;
+  /** Channels `C`. */
+  channels: number;
+  /** Channels per workgroup (a power of two, at most 64). */
+  tileC: number;
+  /** Row lanes per workgroup (`256 / tileC`). */
+  tileR: number;
+  /** Number of row chunks. */
+  splits: number;
+  /** Rows per chunk (the last may be shorter). */
+  chunk: number;
+}
+
+/**
+ * Cuts `rows x channels` into channel tiles and row chunks: about 256 workgroups in all, each
+ * lane of a chunk reading at least 4 rows.
+ *
+ * @param rows values per channel (`N * H * W`)
+ * @param channels channels
+ * @returns the plan
+ * @example
+ * ```ts
+ * import { planBatchNorm } from "./batchnorm.ts";
+ * const p = planBatchNorm(65536, 16);
+ * console.log(p.tileC, p.splits, p.chunk); // 16 256 256
+ * ```
+ */
+export function planBatchNorm(rows: number, channels: number): BatchNormPlan {
+  let tileC = 1;
+  while (tileC < channels && tileC < 64) tileC *= 2;
+  const tileR = THREADS / tileC;
+  const tiles = Math.ceil(channels / tileC);
+  let splits = Math.min(
+    Math.ceil(TARGET_WORKGROUPS / tiles),
+    Math.max(1, Math.floor(rows / (tileR * 4))),
+  );
+  splits = Math.max(1, splits);
+  const chunk = Math.max(1, Math.ceil(rows / splits));
+  splits = Math.max(1, Math.ceil(rows / chunk));
+  return { rows, channels, tileC, tileR, splits, chunk };
+}
+
+function planUniforms(p: BatchNormPlan, epsilon: number): ProgramUniforms {
+  return [
+    { type: "int32", data: [p.rows] },
+    { type: "int32", data: [p.chunk] },
+    { type: "int32", data: [p.splits] },
+    { type: "float32", data: [epsilon] },
+  ];
+}
+
+const PLAN_UNIFORMS = "rows : i32, chunk : i32, splits : i32, eps : f32,";
+
+/**
+ * Per-chunk pass. `stats`: writes rows `2s` (chunk mean) and `2s + 1` (chunk centred sum of
+ * squares) of a `[2S, C]` table. `grad`: writes `Σ g` and `Σ g (x - mean)` per chunk, and
+ * after the `2S` partial rows four rows `mean, gamma, dmean, dvar` (copied by chunk 0) so that
+ * the `dx` pass needs few bindings.
+ */
+class ChunkPassProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms = PLAN_UNIFORMS;
+  private readonly mode: "stats" | "grad";
+  private readonly relu: boolean;
+  private readonly plan: BatchNormPlan;
+
+  constructor(mode: "stats" | "grad", plan: BatchNormPlan, relu: boolean) {
+    this.mode = mode;
+    this.relu = relu && mode === "grad";
+    this.plan = plan;
+    this.variableNames = mode === "stats"
+      ? ["x"]
+      : ["dy", "x", "mean", "gamma", "dmean", "dvar", ...(this.relu ? ["y"] : [])];
+    const rows = 2 * plan.splits + (mode === "grad" ? 4 : 0);
+    this.outputShape = [rows, plan.channels];
+    this.workgroupSize = [plan.tileC, plan.tileR, 1];
+    this.dispatchLayout = { x: [1], y: [0] };
+    this.dispatch = [Math.ceil(plan.channels / plan.tileC), plan.splits, 1];
+    this.shaderKey = `regnet_bn_chunk_${mode}_${
+      this.relu ? "relu" : "lin"
+    }_${plan.channels}_${plan.tileC}`;
+  }
+
+  getUserCode(): string {
+    const { channels: C, tileC: TC, tileR: TR } = this.plan;
+    const reduce = `
+      fn reduceLanes(tc : i32, tr : i32) {
+        for (var st = ${TR / 2}; st > 0; st = st / 2) {
+          if (tr < st) {
+            red0[tr * ${TC} + tc] = red0[tr * ${TC} + tc] + red0[(tr + st) * ${TC} + tc];
+            red1[tr * ${TC} + tc] = red1[tr * ${TC} + tc] + red1[(tr + st) * ${TC} + tc];
+          }
+          workgroupBarrier();
+        }
+      }`;
+    const head = `
+      let tc = i32(localId.x);
+      let tr = i32(localId.y);
+      let c = i32(workgroupId.x) * ${TC} + tc;
+      let cc = min(c, ${C - 1});
+      let s = i32(workgroupId.y);
+      let r0 = s * uniforms.chunk;
+      let r1 = min(uniforms.rows, r0 + uniforms.chunk);
+      let slot = tr * ${TC} + tc;`;
+    let body: string;
+    if (this.mode === "stats") {
+      body = `${head}
+      let n = f32(r1 - r0);
+      var a = 0.0;
+      for (var r = r0 + tr; r < r1; r = r + ${TR}) { a = a + x[r * ${C} + cc]; }
+      red0[slot] = a;
+      red1[slot] = 0.0;
+      workgroupBarrier();
+      reduceLanes(tc, tr);
+      let m0 = red0[tc] / n;
+      workgroupBarrier();
+      var d1 = 0.0;
+      var d2 = 0.0;
+      for (var r = r0 + tr; r < r1; r = r + ${TR}) {
+        let d = x[r * ${C} + cc] - m0;
+        d1 = d1 + d;
+        d2 = fma(d, d, d2);
+      }
+      red0[slot] = d1;
+      red1[slot] = d2;
+      workgroupBarrier();
+      reduceLanes(tc, tr);
+      if (tr == 0 && c < ${C}) {
+        let s1 = red0[tc];
+        result[(2 * s) * ${C} + c] = m0 + s1 / n;
+        result[(2 * s + 1) * ${C} + c] = max(red1[tc] - s1 * s1 / n, 0.0);
+      }`;
+    } else {
+      const mask = this.relu ? `if (y[i] <= 0.0) { g = 0.0; }` : "";
+      body = `${head}
+      let mu = mean[cc];
+      var a = 0.0;
+      var b = 0.0;
+      for (var r = r0 + tr; r < r1; r = r + ${TR}) {
+        let i = r * ${C} + cc;
+        var g = dy[i];
+        ${mask}
+        a = a + g;
+        b = fma(g, x[i] - mu, b);
+      }
+      red0[slot] = a;
+      red1[slot] = b;
+      workgroupBarrier();
+      reduceLanes(tc, tr);
+      if (tr == 0 && c < ${C}) {
+        result[(2 * s) * ${C} + c] = red0[tc];
+        result[(2 * s + 1) * ${C} + c] = red1[tc];
+        if (s == 0) {
+          let t = 2 * uniforms.splits * ${C} + c;
+          result[t] = mu;
+          result[t + ${C}] = gamma[c];
+          result[t + ${2 * C}] = dmean[c];
+          result[t + ${3 * C}] = dvar[c];
+        }
+      }`;
+    }
+    return `
+      var<workgroup> red0 : array<f32, ${THREADS}>;
+      var<workgroup> red1 : array<f32, ${THREADS}>;
+      ${reduce}
+      fn main() {
+        ${body}
+      }`;
+  }
+}
+
+/** Per-channel merge of the chunk table: `mean`, `variance`, `dbeta` or `dgamma`, `[C]`. */
+class MergeProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  uniforms = PLAN_UNIFORMS;
+  private readonly what: "mean" | "variance" | "dbeta" | "dgamma";
+  private readonly channels: number;
+
+  constructor(what: "mean" | "variance" | "dbeta" | "dgamma", channels: number) {
+    this.what = what;
+    this.channels = channels;
+    this.variableNames = what === "dgamma" ? ["part", "variance"] : ["part"];
+    this.outputShape = [channels];
+    this.dispatchLayout = { x: [0] };
+    this.dispatch = [Math.ceil(channels / 64), 1, 1];
+    this.shaderKey = `regnet_bn_merge_${what}_${channels}`;
+  }
+
+  getUserCode(): string {
+    const C = this.channels;
+    const count = `f32(min(uniforms.rows, (s + 1) * uniforms.chunk) - s * uniforms.chunk)`;
+    let body: string;
+    if (this.what === "mean" || this.what === "variance") {
+      body = `
+        let m0 = part[c];
+        var acc = 0.0;
+        for (var s = 0; s < uniforms.splits; s = s + 1) {
+          acc = acc + ${count} * (part[(2 * s) * ${C} + c] - m0);
+        }
+        let mu = m0 + acc / f32(uniforms.rows);`;
+      if (this.what === "mean") {
+        body += `result[c] = mu;`;
+      } else {
+        body += `
+        var m2 = 0.0;
+        for (var s = 0; s < uniforms.splits; s = s + 1) {
+          let d = part[(2 * s) * ${C} + c] - mu;
+          m2 = m2 + part[(2 * s + 1) * ${C} + c] + ${count} * d * d;
+        }
+        result[c] = m2 / f32(uniforms.rows);`;
+      }
+    } else {
+      const row = this.what === "dbeta" ? "2 * s" : "2 * s + 1";
+      const scale = this.what === "dbeta" ? "" : " * inverseSqrt(variance[c] + uniforms.eps)";
+      body = `
+        var acc = 0.0;
+        for (var s = 0; s < uniforms.splits; s = s + 1) {
+          acc = acc + part[(${row}) * ${C} + c];
+        }
+        result[c] = acc${scale};`;
+    }
+    return `
+      fn main(c : i32) {
+        if (c < uniforms.size) {
+          ${body}
+        }
+      }`;
+  }
+}
+
+/** Elementwise pass over `x`: the normalized output (`y`) or the input gradient (`dx`). */
+class ElementwiseProgram implements WebGPUProgram {
+  variableNames: string[];
+  variableComponents: number[];
+  outputComponent: number;
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  uniforms = PLAN_UNIFORMS;
+  private readonly what: "y" | "dx";
+  private readonly relu: boolean;
+  private readonly channels: number;
+  private readonly vec: number;
+
+  constructor(what: "y" | "dx", shape: number[], relu: boolean) {
+    this.what = what;
+    this.relu = relu;
+    this.channels = shape[shape.length - 1];
+    this.vec = this.channels % 4 === 0 ? 4 : 1;
+    this.variableNames = what === "y"
+      ? ["x", "mean", "variance", "gamma", "beta"]
+      : ["dy", "x", "part", "variance", "dbeta", "dgamma", ...(relu ? ["y"] : [])];
+    this.variableComponents = this.variableNames.map(() => this.vec);
+    this.outputComponent = this.vec;
+    this.outputShape = shape;
+    this.dispatchLayout = { x: shape.map((_, i) => i) };
+    const size = shape.reduce((a, b) => a * b, 1) / this.vec;
+    this.dispatch = [Math.ceil(size / 64), 1, 1];
+    this.shaderKey = `regnet_bn_${what}_${relu ? "relu" : "lin"}_${this.channels}_${this.vec}`;
+  }
+
+  getUserCode(): string {
+    const T = this.vec === 4 ? "vec4<f32>" : "f32";
+    const CK = this.channels / this.vec;
+    let body: string;
+    if (this.what === "y") {
+      body = `
+        let inv = gamma[c] * inverseSqrt(variance[c] + ${T}(uniforms.eps));
+        var v = (x[index] - mean[c]) * inv + beta[c];
+        ${this.relu ? `v = max(v, ${T}(0.0));` : ""}
+        result[index] = v;`;
+    } else {
+      body = `
+        let t = 2 * uniforms.splits * ${CK} + c;
+        let mu = part[t];
+        let gam = part[t + ${CK}];
+        let dmu = part[t + ${2 * CK}];
+        let dvr = part[t + ${3 * CK}];
+        let rinv = 1.0 / f32(uniforms.rows);
+        let invstd = inverseSqrt(variance[c] + ${T}(uniforms.eps));
+        let xc = x[index] - mu;
+        var g = dy[index];
+        ${this.relu ? `g = select(${T}(0.0), g, y[index] > ${T}(0.0));` : ""}
+        let a = gam * invstd;
+        let v = a * (g - dbeta[c] * rinv - xc * invstd * dgamma[c] * rinv) +
+          (dmu + 2.0 * dvr * xc) * rinv;
+        result[index] = v;`;
+    }
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let c = index % ${CK};
+          ${body}
+        }
+      }`;
+  }
+}
+
+type Info = tf.TensorInfo;
+
+function shapeFacts(x: Info): { rows: number; channels: number } {
+  const channels = x.shape[x.shape.length - 1];
+  const rows = x.shape.reduce((a, b) => a * b, 1) / Math.max(channels, 1);
+  return { rows, channels };
+}
+
+function checkFloat(name: string, infos: Info[]): void {
+  for (const t of infos) {
+    if (t.dtype !== "float32") throw new Error(`${name}: float32 tensors only, got ${t.dtype}`);
+  }
+}
+
+/**
+ * Runs the forward op on the webgpu backend: four dispatches.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param inputs `x` (channels last), `gamma`, `beta`
+ * @param attrs epsilon and activation
+ * @returns `[y, mean, variance]`
+ */
+export function runBatchNormTrain(
+  backend: WebGPUBackend,
+  inputs: { x: Info; gamma: Info; beta: Info },
+  attrs: BatchNormTrainAttrs,
+): Info[] {
+  const { x, gamma, beta } = inputs;
+  checkFloat(BATCH_NORM_TRAIN_KERNEL, [x, gamma, beta]);
+  const { rows, channels } = shapeFacts(x);
+  if (rows === 0 || channels === 0) throw new Error(`${BATCH_NORM_TRAIN_KERNEL}: empty input`);
+  const plan = planBatchNorm(rows, channels);
+  const u = planUniforms(plan, attrs.epsilon);
+  const relu = attrs.activation === "relu";
+  fusedBatchNormStats.forward++;
+  const part = backend.runWebGPUProgram(
+    new ChunkPassProgram("stats", plan, false),
+    [x],
+    "float32",
+    u,
+  );
+  const mean = backend.runWebGPUProgram(new MergeProgram("mean", channels), [part], "float32", u);
+  const variance = backend.runWebGPUProgram(
+    new MergeProgram("variance", channels),
+    [part],
+    "float32",
+    u,
+  );
+  backend.disposeData(part.dataId);
+  const y = backend.runWebGPUProgram(
+    new ElementwiseProgram("y", x.shape, relu),
+    [x, mean, variance, gamma, beta],
+    "float32",
+    u,
+  );
+  return [y, mean, variance];
+}
+
+/**
+ * Runs the gradient op on the webgpu backend: four dispatches.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param inputs upstream gradients (`dy`, `dmean`, `dvar`), the saved forward tensors
+ * @param attrs epsilon and activation (as in the forward call)
+ * @returns `[dx, dgamma, dbeta]`
+ */
+export function runBatchNormTrainGrad(
+  backend: WebGPUBackend,
+  inputs: {
+    dy: Info;
+    x: Info;
+    y: Info;
+    mean: Info;
+    variance: Info;
+    gamma: Info;
+    dmean: Info;
+    dvar: Info;
+  },
+  attrs: BatchNormTrainAttrs,
+): Info[] {
+  const { dy, x, y, mean, variance, gamma, dmean, dvar } = inputs;
+  checkFloat(BATCH_NORM_TRAIN_GRAD_KERNEL, [dy, x, y, mean, variance, gamma, dmean, dvar]);
+  const { rows, channels } = shapeFacts(x);
+  const plan = planBatchNorm(rows, channels);
+  const u = planUniforms(plan, attrs.epsilon);
+  const relu = attrs.activation === "relu";
+  fusedBatchNormStats.backward++;
+  const part = backend.runWebGPUProgram(
+    new ChunkPassProgram("grad", plan, relu),
+    [dy, x, mean, gamma, dmean, dvar, ...(relu ? [y] : [])],
+    "float32",
+    u,
+  );
+  const dbeta = backend.runWebGPUProgram(new MergeProgram("dbeta", channels), [part], "float32", u);
+  const dgamma = backend.runWebGPUProgram(
+    new MergeProgram("dgamma", channels),
+    [part, variance],
+    "float32",
+    u,
+  );
+  const dx = backend.runWebGPUProgram(
+    new ElementwiseProgram("dx", x.shape, relu),
+    [dy, x, part, variance, dbeta, dgamma, ...(relu ? [y] : [])],
+    "float32",
+    u,
+  );
+  backend.disposeData(part.dataId);
+  return [dx, dgamma, dbeta];
+}
+
+/** Marks the kernel functions of this module. */
+const FAST_BN = Symbol.for("regnet-vision.fastBatchNormKernel");
+
+tf.registerGradient({
+  kernelName: BATCH_NORM_TRAIN_KERNEL,
+  inputsToSave: ["x", "gamma"],
+  outputsToSave: [true, true, true],
+  gradFunc: (dys, saved, attrs) => {
+    const [dy, dmean, dvar] = dys as tf.Tensor[];
+    const [x, gamma, y, mean, variance] = saved;
+    const [dx, dgamma, dbeta] = tf.engine().runKernel(
+      BATCH_NORM_TRAIN_GRAD_KERNEL,
+      { dy, x, y, mean, variance, gamma, dmean, dvar },
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor[];
+    return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
+  },
+});
+
+/**
+ * Registers {@link BATCH_NORM_TRAIN_KERNEL} and its gradient kernel for the webgpu backend.
+ * Idempotent. (`registerFastKernels` in `register.ts` calls it.)
+ *
+ * @example
+ * ```ts
+ * import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnorm.ts";
+ * registerBatchNormKernels();
+ * unregisterBatchNormKernels();
+ * ```
+ */
+export function registerBatchNormKernels(): void {
+  const forward: tf.KernelFunc = (args) =>
+    runBatchNormTrain(
+      args.backend as WebGPUBackend,
+      args.inputs as { x: Info; gamma: Info; beta: Info },
+      args.attrs as unknown as BatchNormTrainAttrs,
+    );
+  const backward: tf.KernelFunc = (args) =>
+    runBatchNormTrainGrad(
+      args.backend as WebGPUBackend,
+      args.inputs as Parameters<typeof runBatchNormTrainGrad>[1],
+      args.attrs as unknown as BatchNormTrainAttrs,
+    );
+  const pairs: [string, tf.KernelFunc][] = [
+    [BATCH_NORM_TRAIN_KERNEL, forward],
+    [BATCH_NORM_TRAIN_GRAD_KERNEL, backward],
+  ];
+  for (const [kernelName, kernelFunc] of pairs) {
+    if (tf.getKernel(kernelName, "webgpu") !== undefined) continue;
+    (kernelFunc as unknown as Record<symbol, boolean>)[FAST_BN] = true;
+    tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc });
+  }
+}
+
+/**
+ * Removes the kernels {@link registerBatchNormKernels} registered. Idempotent.
+ *
+ * @example
+ * ```ts
+ * import { unregisterBatchNormKernels } from "./batchnorm.ts";
+ * unregisterBatchNormKernels();
+ * ```
+ */
+export function unregisterBatchNormKernels(): void {
+  for (const name of [BATCH_NORM_TRAIN_KERNEL, BATCH_NORM_TRAIN_GRAD_KERNEL]) {
+    const config = tf.getKernel(name, "webgpu");
+    if (config && (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_BN]) {
+      tf.unregisterKernel(name, "webgpu");
+    }
+  }
+}
+
+/**
+ * Whether the fused op can run on the current backend (its kernel is registered there).
+ *
+ * @returns true when {@link BATCH_NORM_TRAIN_KERNEL} has a kernel for `tf.getBackend()`
+ * @example
+ * ```ts
+ * import { fusedBatchNormAvailable } from "./batchnorm.ts";
+ * console.log(typeof fusedBatchNormAvailable()); // "boolean"
+ * ```
+ */
+export function fusedBatchNormAvailable(): boolean {
+  const backend = tf.getBackend();
+  return backend !== undefined && backend !== null &&
+    tf.getKernel(BATCH_NORM_TRAIN_KERNEL, backend) !== undefined;
+}
+
+/**
+ * The fused op: training-mode batch normalization over all axes but the last, then the
+ * activation. Differentiable (the gradient runs {@link BATCH_NORM_TRAIN_GRAD_KERNEL}).
+ * Needs a backend with the kernel ({@link fusedBatchNormAvailable}).
+ *
+ * @param x input, channels last, float32, not empty
+ * @param params `gamma`, `beta` (`[C]`), `epsilon`, and the activation (`"linear"` default)
+ * @returns the output and the batch mean and biased variance
+ * @example
+ * ```ts ignore
+ * const { y, mean, variance } = batchNormTrain(x, { gamma, beta, epsilon: 1e-5 });
+ * ```
+ */
+export function batchNormTrain(
+  x: tf.Tensor,
+  params: {
+    gamma: tf.Tensor1D;
+    beta: tf.Tensor1D;
+    epsilon: number;
+    activation?: BatchNormActivation;
+  },
+): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  const attrs: BatchNormTrainAttrs = {
+    epsilon: params.epsilon,
+    activation: params.activation ?? "linear",
+  };
+  const [y, mean, variance] = tf.engine().runKernel(
+    BATCH_NORM_TRAIN_KERNEL,
+    { x, gamma: params.gamma, beta: params.beta },
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor[];
+  return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
+}

@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import { tf } from "../deps.ts";
+import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { Rng } from "../util/rng.ts";
+import { batchNormTraining } from "../models/ops.ts";
+import {
+  BATCH_NORM_TRAIN_GRAD_KERNEL,
+  BATCH_NORM_TRAIN_KERNEL,
+  fusedBatchNormAvailable,
+  fusedBatchNormStats,
+  planBatchNorm,
+  registerBatchNormKernels,
+  resetFusedBatchNormStats,
+  unregisterBatchNormKernels,
+} from "../kernels/batchnorm.ts";
+import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
+
+const hasAdapter = (await probeAdapter()) !== null;
+const EPS = 1e-5;
+
+type Activation = "linear" | "relu";
+type Shape4 = [number, number, number, number];
+
+/** One batch: input, parameters, and the upstream gradients of y, mean and variance. */
+interface Data {
+  shape: Shape4;
+  x: Float32Array;
+  gamma: Float32Array;
+  beta: Float32Array;
+  dy: Float32Array;
+  dmean: Float32Array;
+  dvar: Float32Array;
+}
+
+function normal(rng: Rng): number {
+  const u = Math.max(rng.next(), 1e-12), v = rng.next();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
+function makeData(shape: Shape4, seed: number, mean: number, std: number): Data {
+  const rng = new Rng(seed);
+  const c = shape[3], size = shape.reduce((a, b) => a * b, 1);
+  const fill = (n: number, f: () => number) => Float32Array.from({ length: n }, f);
+  // Per-channel offsets so that channels differ, around the requested mean.
+  const offsets = fill(c, () => mean + std * normal(rng));
+  return {
+    shape,
+    x: fill(size, () => 0).map((_, i) => offsets[i % c] + std * normal(rng)),
+    gamma: fill(c, () => 0.5 + rng.next()),
+    beta: fill(c, () => normal(rng)),
+    dy: fill(size, () => normal(rng)),
+    dmean: fill(c, () => normal(rng)),
+    dvar: fill(c, () => normal(rng)),
+  };
+}
+
+/**
+ * `batchNormTraining` on the current backend: y, mean, variance, then the gradients of
+ * `Σ y·dy + Σ mean·dmean + Σ variance·dvar` for x, gamma, beta.
+ */
+async function runBn(d: Data, activation: Activation): Promise<Float32Array[]> {
+  const x = tf.tensor4d(d.x, d.shape);
+  const gamma = tf.tensor1d(d.gamma), beta = tf.tensor1d(d.beta);
+  const dy = tf.tensor4d(d.dy, d.shape);
+  const dmean = tf.tensor1d(d.dmean), dvar = tf.tensor1d(d.dvar);
+  const forward = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+    batchNormTraining(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, EPS, { activation });
+  const outs = tf.tidy(() => {
+    const { y, stats } = forward(x, gamma, beta);
+    return [y, stats.mean, stats.variance];
+  });
+  const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    const { y, stats } = forward(a, g, b);
+    return y.mul(dy).sum().add(stats.mean.mul(dmean).sum()).add(stats.variance.mul(dvar).sum());
+  })([x, gamma, beta]);
+  const all = [...outs, ...grads];
+  const result: Float32Array[] = [];
+  for (const t of all) result.push(await t.data() as Float32Array);
+  tf.dispose([x, gamma, beta, dy, dmean, dvar, ...all]);
+  return result;
+}
+
+/**
+ * The same quantities in float64, from the definitions; after ReLU, `y32` (the f32 output under
+ * test) decides which units pass the gradient, as the pre-activation's sign may round either
+ * way. Also returns the scale of the terms that cancel in `dx` (`γ/σ · |dy|`).
+ */
+function referenceF64(
+  d: Data,
+  activation: Activation,
+  y32?: Float32Array,
+): { values: Float64Array[]; dxScale: number } {
+  const c = d.shape[3], size = d.x.length, m = size / c;
+  const mean = new Float64Array(c), variance = new Float64Array(c);
+  for (let i = 0; i < size; i++) mean[i % c] += d.x[i] / m;
+  for (let i = 0; i < size; i++) variance[i % c] += (d.x[i] - mean[i % c]) ** 2 / m;
+  const invstd = Float64Array.from(variance, (v) => 1 / Math.sqrt(v + EPS));
+  const y = new Float64Array(size), g = new Float64Array(size);
+  const dgamma = new Float64Array(c), dbeta = new Float64Array(c);
+  for (let i = 0; i < size; i++) {
+    const k = i % c, xhat = (d.x[i] - mean[k]) * invstd[k];
+    const z = xhat * d.gamma[k] + d.beta[k];
+    y[i] = activation === "relu" ? Math.max(z, 0) : z;
+    const off = activation === "relu" && (y32 ? y32[i] <= 0 : z <= 0);
+    g[i] = off ? 0 : d.dy[i];
+    dbeta[k] += g[i];
+    dgamma[k] += g[i] * xhat;
+  }
+  const dx = new Float64Array(size);
+  let dxScale = 0;
+  for (let i = 0; i < size; i++) {
+    const k = i % c, xc = d.x[i] - mean[k], xhat = xc * invstd[k];
+    dx[i] = d.gamma[k] * invstd[k] * (g[i] - dbeta[k] / m - xhat * dgamma[k] / m) +
+      d.dmean[k] / m + 2 * d.dvar[k] * xc / m;
+    dxScale = Math.max(dxScale, Math.abs(d.gamma[k] * invstd[k] * d.dy[i]), Math.abs(dx[i]));
+  }
+  return { values: [y, mean, variance, dx, dgamma, dbeta], dxScale };
+}
+
+/** Max |a - b| over max |b| (or over `scale`): the error relative to the reference's scale. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>, scale = 0): number {
+  assert.equal(a.length, b.length);
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+const NAMES = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
+
+/** Odd shapes, every channel count of the brief, and sizes that take several chunks. */
+const CASES: Shape4[] = [
+  [1, 3, 5, 1],
+  [2, 5, 3, 3],
+  [3, 7, 7, 17],
+  [5, 3, 5, 64],
+  [4, 5, 7, 440],
+  [1, 1, 1, 3],
+  [5, 17, 19, 64],
+  [2, 33, 31, 3],
+];
+
+Deno.test({
+  name: "fused batch norm: forward and gradients equal the tf-ops path on webgpu and on cpu",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    try {
+      for (const [i, shape] of CASES.entries()) {
+        for (const activation of ["linear", "relu"] as Activation[]) {
+          const data = makeData(shape, 100 + i, 0.5, 1.5);
+          registerBatchNormKernels();
+          resetFusedBatchNormStats();
+          const fused = await runBn(data, activation);
+          // One forward for the outputs, one inside tf.grads; one backward.
+          assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 1 });
+          unregisterBatchNormKernels();
+          const webgpu = await runBn(data, activation);
+          assert.equal(fusedBatchNormStats.forward, 2, "the tf-ops path must not use the kernel");
+          await tf.setBackend("cpu");
+          const cpu = await runBn(data, activation);
+          await tf.setBackend("webgpu");
+          // dx is a difference of terms of size γ/σ·|dy|: with one value per channel
+          // (σ = 0, 1/σ = 316) its error is relative to those terms, not to the difference.
+          const { dxScale } = referenceF64(data, activation, fused[0]);
+          for (const [k, name] of NAMES.entries()) {
+            const what = `${shape} ${activation} ${name}`;
+            const scale = name === "dx" ? dxScale : 0;
+            assert.ok(relErr(fused[k], webgpu[k], scale) <= 1e-5, `${what} vs webgpu tf-ops`);
+            assert.ok(relErr(fused[k], cpu[k], scale) <= 1e-5, `${what} vs cpu tf-ops`);
+          }
+        }
+      }
+    } finally {
+      unregisterBatchNormKernels();
+      unregisterFastKernels();
+      await tf.setBackend("webgpu");
+    }
+  },
+});
+
+Deno.test({
+  name: "fused batch norm: exact statistics for a large mean and a small spread",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    try {
+      registerBatchNormKernels();
+      for (const [i, shape] of ([[4, 9, 7, 17], [5, 33, 31, 4]] as Shape4[]).entries()) {
+        const data = makeData(shape, 7 + i, 100, 0.01);
+        for (const activation of ["linear", "relu"] as Activation[]) {
+          const fused = await runBn(data, activation);
+          const ref = referenceF64(data, activation, fused[0]).values;
+          // Inputs near 100 carry f32 steps of 7.6e-6 against a spread of 0.01, so about 1e-3
+          // of x̂ is all f32 can hold; E[x²] - E[x]² in f32 is off by ~1e-3 / 1e-4 = 10x.
+          const tol = [1e-3, 1e-6, 5e-4, 2e-3, 5e-3, 1e-5];
+          for (const [k, name] of NAMES.entries()) {
+            const err = relErr(fused[k], ref[k]);
+            assert.ok(err <= tol[k], `${shape} ${activation} ${name}: ${err} > ${tol[k]}`);
+          }
+        }
+        // The test can tell: the one-pass formula in f32 misses the variance by far more.
+        const c = shape[3], m = data.x.length / c;
+        const s1 = new Float32Array(c), s2 = new Float32Array(c);
+        for (let j = 0; j < data.x.length; j++) {
+          s1[j % c] = Math.fround(s1[j % c] + data.x[j]);
+          s2[j % c] = Math.fround(s2[j % c] + Math.fround(data.x[j] * data.x[j]));
+        }
+        const naive = Array.from(s1, (s, k) => Math.fround(s2[k] / m - (s / m) ** 2));
+        assert.ok(relErr(naive, referenceF64(data, "linear").values[2]) > 1e-2);
+      }
+    } finally {
+      unregisterBatchNormKernels();
+      unregisterFastKernels();
+    }
+  },
+});
+
+/** Runs `fn` and counts the webgpu backend's program runs (dispatches) meanwhile. */
+async function countDispatches(fn: () => Promise<void>): Promise<number> {
+  const backend = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
+  const original = backend.runWebGPUProgram;
+  let n = 0;
+  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
+    n++;
+    return original.apply(this, args);
+  };
+  try {
+    await fn();
+  } finally {
+    backend.runWebGPUProgram = original;
+  }
+  return n;
+}
+
+Deno.test({
+  name: "fused batch norm: 8 dispatches per forward + backward, no leaks, registered by " +
+    "registerFastKernels",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    try {
+      const shape: Shape4 = [4, 8, 8, 16];
+      const data = makeData(shape, 3, 0, 1);
+      const x = tf.tensor4d(data.x, shape), dy = tf.tensor4d(data.dy, shape);
+      const gamma = tf.tensor1d(data.gamma), beta = tf.tensor1d(data.beta);
+      const step = async () => {
+        const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+          batchNormTraining(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, EPS).y
+        )([x, gamma, beta], dy);
+        for (const t of grads) await t.data();
+        tf.dispose(grads);
+      };
+      unregisterFastKernels();
+      assert.ok(!fusedBatchNormAvailable());
+      await step(); // compile
+      const stock = await countDispatches(step);
+      registerFastKernels();
+      assert.ok(fusedBatchNormAvailable());
+      await step(); // compile
+      const backend = tf.backend() as unknown as { numDataIds(): number };
+      const tensors = tf.memory().numTensors, dataIds = backend.numDataIds();
+      resetFusedBatchNormStats();
+      const fused = await countDispatches(step);
+      assert.deepEqual({ ...fusedBatchNormStats }, { forward: 1, backward: 1 });
+      assert.equal(fused, 8);
+      assert.ok(stock >= 3 * fused, `tf-ops path: ${stock} dispatches, fused: ${fused}`);
+      assert.equal(tf.memory().numTensors, tensors);
+      assert.equal(backend.numDataIds(), dataIds);
+      unregisterFastKernels();
+      assert.equal(tf.getKernel(BATCH_NORM_TRAIN_KERNEL, "webgpu"), undefined);
+      assert.equal(tf.getKernel(BATCH_NORM_TRAIN_GRAD_KERNEL, "webgpu"), undefined);
+      tf.dispose([x, dy, gamma, beta]);
+      await tf.setBackend("cpu");
+      registerFastKernels();
+      assert.ok(!fusedBatchNormAvailable(), "no fused kernel on the cpu backend");
+    } finally {
+      unregisterFastKernels();
+      await tf.setBackend("webgpu");
+    }
+  },
+});
+
+Deno.test("planBatchNorm: chunks cover the rows, lanes read at least 4 rows", () => {
+  for (const [rows, channels] of [[1, 1], [15, 3], [1615, 64], [65536, 16], [140, 440]]) {
+    const p = planBatchNorm(rows, channels);
+    assert.equal(p.tileC * p.tileR, 256);
+    assert.ok(p.tileC >= Math.min(channels, 64) && p.tileC <= 64);
+    assert.ok(p.chunk * p.splits >= rows && p.chunk * (p.splits - 1) < rows);
+    if (p.splits > 1) assert.ok(p.chunk >= 4 * p.tileR);
+  }
+  assert.equal(planBatchNorm(65536, 16).splits, 256);
+});

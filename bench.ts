@@ -23,6 +23,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "warmup": { kind: "int", help: "warm-up steps before measuring (default 2)" },
   "input-size": { kind: "int", help: "input size (default: the model's)" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
+  "stock": { kind: "bool", help: "tfjs's own webgpu kernels, without this toolkit's (baseline)" },
   "json": { kind: "bool", help: "one JSON line per measurement instead of a table" },
   "help": { kind: "bool", help: "show this help" },
 };
@@ -55,9 +56,9 @@ function dispatchCounter(): { count: () => number; restore: () => void } {
 async function measure(
   name: string,
   batch: number,
-  run: { steps: number; warmup: number; inputSize: number; adapter: string },
+  run: { steps: number; warmup: number; inputSize: number; adapter: string; stock: boolean },
 ) {
-  const { steps, warmup, inputSize, adapter } = run;
+  const { steps, warmup, inputSize, adapter, stock } = run;
   const model = createModel(name, { inputSize, seed: 0 });
   const opt = new SGD({ lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
   const x = tf.randomNormal([batch, inputSize, inputSize, 3]) as tf.Tensor4D;
@@ -89,7 +90,7 @@ async function measure(
   };
   const result: Measurement = {
     model: name,
-    backend: tf.getBackend(),
+    backend: stock ? `${tf.getBackend()}-stock` : tf.getBackend(),
     adapter,
     batch,
     train_img_per_s: (batch * steps) / trainSeconds,
@@ -114,6 +115,7 @@ runCli(async () => {
   const info = await initBackend({
     backend: v["backend"] as BackendName | undefined,
     log: v["json"] ? null : undefined,
+    fastKernels: !v["stock"],
   });
   const batches = (v["batch"] as number[] | undefined) ?? [64];
   const steps = (v["steps"] as number | undefined) ?? 10;
@@ -127,6 +129,7 @@ runCli(async () => {
         warmup,
         inputSize: size,
         adapter: info.adapter,
+        stock: v["stock"] === true,
       });
       rows.push(m);
       if (v["json"]) console.log(JSON.stringify(m));

@@ -53,3 +53,24 @@ export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/sa
 export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
 export { UserError } from "./util/errors.ts";
+export {
+  type Batch,
+  batchCount,
+  type BatchOptions,
+  iterateBatches,
+  normalizePixels,
+} from "./data/batches.ts";
+export { type ImageDataset, takeFirst } from "./data/dataset.ts";
+export {
+  DATASET_NAMES,
+  type DatasetName,
+  loadDataset,
+  type LoadDatasetOptions,
+} from "./data/load.ts";
+export { learningRate, PRESETS, resolveConfig, type TrainConfig } from "./training/config.ts";
+export { train, type TrainOptions, type TrainResult } from "./training/loop.ts";
+export { evaluate, type Evaluation } from "./training/evaluate.ts";
+export { type GridItem, renderPredictionGrid } from "./report/grid.ts";
+export { renderCurves } from "./report/curves.ts";
+export { compareRuns } from "./report/compare.ts";
+export { registerFastKernels, unregisterFastKernels } from "./kernels/register.ts";

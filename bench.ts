@@ -7,6 +7,7 @@
  * @module
  */
 import { tf } from "./deps.ts";
+import { countDispatches } from "./kernels/counters.ts";
 import { BACKEND_NAMES, type BackendName, initBackend } from "./backend/backend.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { SGD } from "./training/sgd.ts";
@@ -40,19 +41,6 @@ interface Measurement {
   gpu_bytes: number;
 }
 
-/** Counts the kernel dispatches of the webgpu backend (every program run is one dispatch). */
-function dispatchCounter(): { count: () => number; restore: () => void } {
-  const backend = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let n = 0;
-  if (!original) return { count: () => 0, restore: () => {} };
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    n++;
-    return original.apply(this, args);
-  };
-  return { count: () => n, restore: () => void (backend.runWebGPUProgram = original) };
-}
-
 async function measure(
   name: string,
   batch: number,
@@ -69,12 +57,13 @@ async function measure(
     tf.dispose([r.loss, r.correct]);
   };
   for (let i = 0; i < warmup; i++) await step();
-  const counter = dispatchCounter();
-  let t0 = performance.now();
-  for (let i = 0; i < steps; i++) await step();
-  const trainSeconds = (performance.now() - t0) / 1000;
-  const dispatches = counter.count() / steps;
-  counter.restore();
+  let t0 = 0, trainSeconds = 0;
+  const total = await countDispatches(async () => {
+    t0 = performance.now();
+    for (let i = 0; i < steps; i++) await step();
+    trainSeconds = (performance.now() - t0) / 1000;
+  });
+  const dispatches = total / steps;
   const infer = async () => {
     const logits = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
     await logits.data();

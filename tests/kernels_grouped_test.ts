@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { initBackend } from "../backend/backend.ts";
+import { countDispatches } from "../kernels/counters.ts";
+import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { conv2d } from "../models/ops.ts";
 import {
@@ -14,8 +16,6 @@ import {
   resetGroupedConvStats,
   unregisterGroupedConvKernels,
 } from "../kernels/grouped_conv.ts";
-
-const hasAdapter = (await probeAdapter()) !== null;
 
 interface Case {
   batch: number;
@@ -46,26 +46,6 @@ async function groupedAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
   const out = [await y.data(), await dx.data(), await dw.data()] as Float32Array[];
   tf.dispose([x, w, y, g, dx, dw]);
   return out;
-}
-
-/** Max |a - b| over max |b|: the error relative to the reference's scale. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
-
-function gpuErrors(): string[] {
-  const errors: string[] = [];
-  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-  device.addEventListener("uncapturederror", (e) => {
-    errors.push((e as GPUUncapturedErrorEvent).error.message);
-  });
-  return errors;
 }
 
 /** RegNetY-like shapes (group width 8) and odd ones. */
@@ -121,21 +101,9 @@ Deno.test({
   },
 });
 
-/** `runWebGPUProgram` calls of one grouped conv forward and backward. */
-async function dispatchesOf(c: Case): Promise<number> {
-  const backend = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let n = 0;
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    n++;
-    return original.apply(this, args);
-  };
-  try {
-    await groupedAndGrads(c, 7);
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-  return n;
+/** Dispatches of one grouped conv forward and backward. */
+function dispatchesOf(c: Case): Promise<number> {
+  return countDispatches(() => groupedAndGrads(c, 7));
 }
 
 Deno.test({

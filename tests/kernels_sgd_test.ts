@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { initBackend } from "../backend/backend.ts";
+import { countDispatches } from "../kernels/counters.ts";
+import { hasAdapter } from "./support/gpu.ts";
 import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
 import {
   registerSgdKernel,
@@ -12,8 +14,6 @@ import {
 } from "../kernels/sgd.ts";
 import { SGD, type SGDOptions } from "../training/sgd.ts";
 import { Rng } from "../util/rng.ts";
-
-const hasAdapter = (await probeAdapter()) !== null;
 
 /** Odd sizes (scalar shader), multiples of 4 (vec4 shader), above the CPU hand-off size. */
 const SHAPES: number[][] = [[3, 3, 5, 7], [64], [1200], [17, 3], [8, 8, 4, 4]];
@@ -80,23 +80,6 @@ function assertClose(fused: RunResult, ref: RunResult, what: string): void {
     const u = maxUlps(b, ref.buffers.get(name)!);
     assert.ok(u <= 2, `${what}: buffer ${name} differs by ${u} ulps`);
   }
-}
-
-/** Counts the webgpu backend's program runs (one per dispatch) while `fn` runs. */
-function countDispatches(fn: () => void): number {
-  const backend = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let n = 0;
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    n++;
-    return original.apply(this, args);
-  };
-  try {
-    fn();
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-  return n;
 }
 
 Deno.test({
@@ -168,7 +151,7 @@ Deno.test({
       const grads = new Map(params.map((p) => [p.name, tf.onesLike(p.variable)]));
       const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
       opt.step(params, grads); // first step creates the buffers; data now on the GPU
-      const n = countDispatches(() => opt.step(params, grads));
+      const n = await countDispatches(() => opt.step(params, grads));
       await params[0].variable.data();
       opt.dispose();
       tf.dispose([...grads.values(), ...params.map((p) => p.variable)]);

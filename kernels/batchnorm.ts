@@ -48,10 +48,15 @@ export const fusedBatchNormStats: { forward: number; backward: number } = {
   backward: 0,
 };
 
-/** Zeroes {@link fusedBatchNormStats}. */
+/** Per-chunk passes by lane width since {@link resetFusedBatchNormStats}: `vec4` or scalar. */
+export const fusedBatchNormLaneStats: { vec4: number; scalar: number } = { vec4: 0, scalar: 0 };
+
+/** Zeroes {@link fusedBatchNormStats} and {@link fusedBatchNormLaneStats}. */
 export function resetFusedBatchNormStats(): void {
   fusedBatchNormStats.forward = 0;
   fusedBatchNormStats.backward = 0;
+  fusedBatchNormLaneStats.vec4 = 0;
+  fusedBatchNormLaneStats.scalar = 0;
 }
 
 /** Workgroups the per-chunk pass aims for (channel tiles times chunks). */
@@ -63,11 +68,16 @@ const THREADS = 256;
 export interface BatchNormPlan {
   /** Rows `M` (values per channel). */
   rows: number;
-  /** Channels `C`. */
+  /**
+   * Channel lanes: `C`, or `C / 4` when `C` is a multiple of 4 and the per-chunk pass reads
+   * `vec4`s (see {@link BatchNormPlan.vec}).
+   */
   channels: number;
-  /** Channels per workgroup (a power of two, at most 64). */
+  /** Channels per lane of the per-chunk pass: 4 (`vec4` loads) or 1. */
+  vec: number;
+  /** Channel lanes per workgroup (a power of two, at most 64; a quarter of it for `vec4`). */
   tileC: number;
-  /** Row lanes per workgroup (`256 / tileC`). */
+  /** Row lanes per workgroup (`256 / tileC` of the scalar plan). */
   tileR: number;
   /** Number of row chunks. */
   splits: number;
@@ -77,7 +87,7 @@ export interface BatchNormPlan {
 
 /**
  * Cuts `rows x channels` into channel tiles and row chunks: about 256 workgroups in all, each
- * lane of a chunk reading at least 4 rows.
+ * lane of a chunk reading at least 4 rows. The plan reads one channel per lane (`vec` 1).
  *
  * @param rows values per channel (`N * H * W`)
  * @param channels channels
@@ -101,7 +111,7 @@ export function planBatchNorm(rows: number, channels: number): BatchNormPlan {
   splits = Math.max(1, splits);
   const chunk = Math.max(1, Math.ceil(rows / splits));
   splits = Math.max(1, Math.ceil(rows / chunk));
-  return { rows, channels, tileC, tileR, splits, chunk };
+  return { rows, channels, vec: 1, tileC, tileR, splits, chunk };
 }
 
 function planUniforms(p: BatchNormPlan, epsilon: number): ProgramUniforms {
@@ -123,6 +133,8 @@ const PLAN_UNIFORMS = "rows : i32, chunk : i32, splits : i32, eps : f32,";
  */
 class ChunkPassProgram implements WebGPUProgram {
   variableNames: string[];
+  variableComponents: number[];
+  outputComponent: number;
   outputShape: number[];
   shaderKey: string;
   dispatchLayout: { x: number[]; y: number[] };
@@ -140,18 +152,22 @@ class ChunkPassProgram implements WebGPUProgram {
     this.variableNames = mode === "stats"
       ? ["x"]
       : ["dy", "x", "mean", "gamma", "dmean", "dvar", ...(this.relu ? ["y"] : [])];
+    this.variableComponents = this.variableNames.map(() => plan.vec);
+    this.outputComponent = plan.vec;
     const rows = 2 * plan.splits + (mode === "grad" ? 4 : 0);
-    this.outputShape = [rows, plan.channels];
+    this.outputShape = [rows, plan.channels * plan.vec];
     this.workgroupSize = [plan.tileC, plan.tileR, 1];
     this.dispatchLayout = { x: [1], y: [0] };
     this.dispatch = [Math.ceil(plan.channels / plan.tileC), plan.splits, 1];
     this.shaderKey = `regnet_bn_chunk_${mode}_${
       this.relu ? "relu" : "lin"
-    }_${plan.channels}_${plan.tileC}`;
+    }_${plan.channels}_${plan.tileC}_${plan.vec}`;
   }
 
   getUserCode(): string {
-    const { channels: C, tileC: TC, tileR: TR } = this.plan;
+    const { channels: C, tileC: TC, tileR: TR, vec } = this.plan;
+    const T = vec === 4 ? "vec4<f32>" : "f32";
+    const zero = `${T}(0.0)`;
     const reduce = `
       fn reduceLanes(tc : i32, tr : i32) {
         for (var st = ${TR / 2}; st > 0; st = st / 2) {
@@ -175,16 +191,16 @@ class ChunkPassProgram implements WebGPUProgram {
     if (this.mode === "stats") {
       body = `${head}
       let n = f32(r1 - r0);
-      var a = 0.0;
+      var a = ${zero};
       for (var r = r0 + tr; r < r1; r = r + ${TR}) { a = a + x[r * ${C} + cc]; }
       red0[slot] = a;
-      red1[slot] = 0.0;
+      red1[slot] = ${zero};
       workgroupBarrier();
       reduceLanes(tc, tr);
       let m0 = red0[tc] / n;
       workgroupBarrier();
-      var d1 = 0.0;
-      var d2 = 0.0;
+      var d1 = ${zero};
+      var d2 = ${zero};
       for (var r = r0 + tr; r < r1; r = r + ${TR}) {
         let d = x[r * ${C} + cc] - m0;
         d1 = d1 + d;
@@ -197,14 +213,14 @@ class ChunkPassProgram implements WebGPUProgram {
       if (tr == 0 && c < ${C}) {
         let s1 = red0[tc];
         result[(2 * s) * ${C} + c] = m0 + s1 / n;
-        result[(2 * s + 1) * ${C} + c] = max(red1[tc] - s1 * s1 / n, 0.0);
+        result[(2 * s + 1) * ${C} + c] = max(red1[tc] - s1 * s1 / n, ${zero});
       }`;
     } else {
-      const mask = this.relu ? `if (y[i] <= 0.0) { g = 0.0; }` : "";
+      const mask = this.relu ? `g = select(g, ${zero}, y[i] <= ${zero});` : "";
       body = `${head}
       let mu = mean[cc];
-      var a = 0.0;
-      var b = 0.0;
+      var a = ${zero};
+      var b = ${zero};
       for (var r = r0 + tr; r < r1; r = r + ${TR}) {
         let i = r * ${C} + cc;
         var g = dy[i];
@@ -229,8 +245,8 @@ class ChunkPassProgram implements WebGPUProgram {
       }`;
     }
     return `
-      var<workgroup> red0 : array<f32, ${THREADS}>;
-      var<workgroup> red1 : array<f32, ${THREADS}>;
+      var<workgroup> red0 : array<${T}, ${TC * TR}>;
+      var<workgroup> red1 : array<${T}, ${TC * TR}>;
       ${reduce}
       fn main() {
         ${body}
@@ -382,6 +398,19 @@ function shapeFacts(x: Info): { rows: number; channels: number } {
   return { rows, channels };
 }
 
+/**
+ * The plan of a call: `vec4` lanes when the channels come in fours (a quarter of the loads;
+ * about 2x faster on llvmpipe, where each load is a loop over the SIMD lanes). A `vec4` plan keeps the scalar plan's rows per lane, chunks and splits (a quarter of
+ * the lanes, each taking four channels), so every channel is summed in exactly the same order
+ * and the results are bit for bit those of the scalar plan.
+ */
+function planFor(rows: number, channels: number): BatchNormPlan {
+  const plan = planBatchNorm(rows, channels);
+  const vec = channels % 4 === 0 && plan.tileC % 4 === 0 ? 4 : 1;
+  fusedBatchNormLaneStats[vec === 4 ? "vec4" : "scalar"]++;
+  return vec === 1 ? plan : { ...plan, channels: channels / 4, tileC: plan.tileC / 4, vec: 4 };
+}
+
 function checkFloat(name: string, infos: Info[]): void {
   for (const t of infos) {
     if (t.dtype !== "float32") throw new Error(`${name}: float32 tensors only, got ${t.dtype}`);
@@ -405,7 +434,7 @@ export function runBatchNormTrain(
   checkFloat(BATCH_NORM_TRAIN_KERNEL, [x, gamma, beta]);
   const { rows, channels } = shapeFacts(x);
   if (rows === 0 || channels === 0) throw new Error(`${BATCH_NORM_TRAIN_KERNEL}: empty input`);
-  const plan = planBatchNorm(rows, channels);
+  const plan = planFor(rows, channels);
   const u = planUniforms(plan, attrs.epsilon);
   const relu = attrs.activation === "relu";
   fusedBatchNormStats.forward++;
@@ -457,7 +486,7 @@ export function runBatchNormTrainGrad(
   const { dy, x, y, mean, variance, gamma, dmean, dvar } = inputs;
   checkFloat(BATCH_NORM_TRAIN_GRAD_KERNEL, [dy, x, y, mean, variance, gamma, dmean, dvar]);
   const { rows, channels } = shapeFacts(x);
-  const plan = planBatchNorm(rows, channels);
+  const plan = planFor(rows, channels);
   const u = planUniforms(plan, attrs.epsilon);
   const relu = attrs.activation === "relu";
   fusedBatchNormStats.backward++;

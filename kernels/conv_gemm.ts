@@ -17,10 +17,12 @@ import type { tf, WebGPUBackend } from "../deps.ts";
 import {
   chooseSplits,
   chooseTile,
+  type GemmLayout,
   type GemmSpec,
   type GemmTile,
   gemmUniforms,
-  ImplicitGemmProgram,
+  makeGemmProgram,
+  MAX_WORKGROUPS_PER_DIMENSION,
   type OperandSpec,
   SplitKReduceProgram,
 } from "./gemm_program.ts";
@@ -31,16 +33,39 @@ export type ConvInfo = tf.backend_util.Conv2DInfo;
 /** Which of the three products to build. */
 export type ConvOp = "forward" | "inputGrad" | "filterGrad";
 
-/** Knobs of the split-K policy. */
+/** Knobs of the convolution GEMMs: program layout and split-K policy. */
 export interface SplitPolicy {
   /** Workgroups to aim for when the output alone gives fewer (default 1024). */
   targetWorkgroups: number;
   /** Shortest reduction chunk a split may get (default 256). */
   minChunk: number;
+  /** GEMM program layout (`tiled` for GPUs, the default; `register` for CPU adapters). */
+  layout?: GemmLayout;
 }
 
-/** The default split policy. */
-export const DEFAULT_SPLIT_POLICY: SplitPolicy = { targetWorkgroups: 1024, minChunk: 256 };
+/** The default policy: GPU-friendly tiles, 1024 workgroups. */
+export const DEFAULT_SPLIT_POLICY: SplitPolicy = {
+  targetWorkgroups: 1024,
+  minChunk: 256,
+  layout: "tiled",
+};
+
+/**
+ * The policy for CPU adapters (llvmpipe, SwiftShader): register-blocked programs without
+ * workgroup memory, and only enough splits to keep a few CPU threads busy (each split's
+ * partial product costs a store and a reduction).
+ */
+export const CPU_SPLIT_POLICY: SplitPolicy = {
+  targetWorkgroups: 32,
+  minChunk: 256,
+  layout: "register",
+};
+
+/** Output tiles of one split, in workgroups (fractional for the `register` layout). */
+function tilesPerSplit(m: number, n: number, tile: GemmTile, layout: GemmLayout): number {
+  const blocks = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
+  return layout === "register" ? blocks / 64 : blocks;
+}
 
 /** Calls per fast kernel since the last {@link resetFastConvStats}: proof the kernels ran. */
 export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = {
@@ -50,11 +75,19 @@ export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = {
   depthwiseFilterGrad: 0,
 };
 
-/** Zeroes {@link fastConvStats}. */
+/**
+ * GEMM dispatches per program layout since the last {@link resetFastConvStats}: proof of which
+ * layout (the adapter profile's) the convolutions ran on.
+ */
+export const fastConvLayoutStats: Record<GemmLayout, number> = { tiled: 0, register: 0 };
+
+/** Zeroes {@link fastConvStats} and {@link fastConvLayoutStats}. */
 export function resetFastConvStats(): void {
   for (const key of Object.keys(fastConvStats) as (keyof typeof fastConvStats)[]) {
     fastConvStats[key] = 0;
   }
+  fastConvLayoutStats.tiled = 0;
+  fastConvLayoutStats.register = 0;
 }
 
 /** WGSL statements that split `v` into `names` by the row-major extents `dims` (constants). */
@@ -169,8 +202,9 @@ export function convGemmSpec(
     b = { buffer: "dy", index: `return k * ${CO} + n;`, contiguousInK: false, vec4: CO % 4 === 0 };
     finalShape = [KH, KW, CI, CO];
   }
-  const tile: GemmTile = chooseTile(m, n);
-  const tiles = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
+  const layout = policy.layout ?? "tiled";
+  const tile: GemmTile = chooseTile(m, n, layout, k);
+  const tiles = tilesPerSplit(m, n, tile, layout);
   let splits = 1, chunk = Math.ceil(k / tile.tk) * tile.tk;
   if (tiles < policy.targetWorkgroups) {
     ({ splits, chunk } = chooseSplits(k, tiles, {
@@ -195,6 +229,7 @@ export function convGemmSpec(
     m,
     n,
     tile,
+    layout,
   };
   return { spec, k, chunk, finalShape };
 }
@@ -208,12 +243,14 @@ export function convGemmSpec(
  * @param c the convolution's shape facts (NHWC, dilation 1, a stride above 1)
  * @param rh row phase, `0 <= rh < strideHeight`
  * @param rw column phase, `0 <= rw < strideWidth`
+ * @param layout GEMM program layout (`tiled` when absent)
  * @returns the spec and its reduction length, or `null` when the phase has no rows
  */
 export function inputGradPhaseSpec(
   c: ConvInfo,
   rh: number,
   rw: number,
+  layout: GemmLayout = "tiled",
 ): { spec: GemmSpec; k: number; chunk: number } | null {
   const B = c.batchSize, IH = c.inHeight, IW = c.inWidth, CI = c.inChannels;
   const OH = c.outHeight, OW = c.outWidth, CO = c.outChannels;
@@ -229,7 +266,7 @@ export function inputGradPhaseSpec(
   const ch = (ih0 + PT - rh) / SH, cw = (iw0 + PL - rw) / SW;
   const m = B * IHr * IWr, n = CI, k = KHr * KWr * CO;
   if (m === 0) return null;
-  const tile = chooseTile(m, n);
+  const tile = chooseTile(m, n, layout, k);
   const spec: GemmSpec = {
     key: `inputGradPhase_${convKey(c)}_${B}_${rh}_${rw}`,
     variableNames: ["dy", "W"],
@@ -258,12 +295,10 @@ export function inputGradPhaseSpec(
     m,
     n,
     tile,
+    layout,
   };
   return { spec, k, chunk: Math.ceil(k / tile.tk) * tile.tk };
 }
-
-/** WebGPU's default `maxComputeWorkgroupsPerDimension`. */
-const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 /**
  * Whether the fast kernel's dispatch fits WebGPU's per-dimension workgroup limit (a batch of
@@ -284,6 +319,13 @@ export function convGemmFits(
     : op === "inputGrad"
     ? c.batchSize * c.inHeight * c.inWidth
     : c.filterHeight * c.filterWidth * c.inChannels;
+  if (policy.layout === "register") {
+    // A 2-D grid of 64-invocation workgroups: limited by 65535^2 workgroups only.
+    const { spec } = convGemmSpec(op, c, policy);
+    const blocks = spec.splits * Math.ceil(spec.m / spec.tile.tm) *
+      Math.ceil(spec.n / spec.tile.tn);
+    return Math.ceil(blocks / 64) <= MAX_WORKGROUPS_PER_DIMENSION ** 2;
+  }
   if (Math.ceil(rows / chooseTile(rows, c.outChannels).tm) > MAX_WORKGROUPS_PER_DIMENSION) {
     return false;
   }
@@ -314,20 +356,22 @@ export function runConvGemm(
     let out: tf.TensorInfo | undefined;
     for (let rh = 0; rh < c.strideHeight; rh++) {
       for (let rw = 0; rw < c.strideWidth; rw++) {
-        const phase = inputGradPhaseSpec(c, rh, rw);
+        const phase = inputGradPhaseSpec(c, rh, rw, policy.layout);
         if (phase === null) continue;
         const { spec, k, chunk } = phase;
         const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
-        const program = new ImplicitGemmProgram(spec);
+        const program = makeGemmProgram(spec);
+        fastConvLayoutStats[spec.layout ?? "tiled"]++;
         out = backend.runWebGPUProgram(program, inputs, "float32", uniforms, out);
       }
     }
     return out!;
   }
   const { spec, k, chunk, finalShape } = convGemmSpec(op, c, policy);
-  const program = new ImplicitGemmProgram(spec);
+  const program = makeGemmProgram(spec);
   const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
   fastConvStats[op]++;
+  fastConvLayoutStats[spec.layout ?? "tiled"]++;
   const out = backend.runWebGPUProgram(program, inputs, "float32", uniforms);
   if (spec.splits === 1) return out;
   const reduce = new SplitKReduceProgram(finalShape);

@@ -14,12 +14,14 @@ import {
   convGemmFits,
   type ConvInfo,
   type ConvOp,
+  CPU_SPLIT_POLICY,
   DEFAULT_SPLIT_POLICY,
   runConvGemm,
   type SplitPolicy,
 } from "./conv_gemm.ts";
 import { runDepthwiseFilterGrad } from "./depthwise_filter_grad.ts";
 import { registerSgdKernel, unregisterSgdKernel } from "./sgd.ts";
+import { registerRunningStatsKernel, unregisterRunningStatsKernel } from "./running_stats.ts";
 import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnorm.ts";
 import { installDispatchCache, uninstallDispatchCache } from "./dispatch.ts";
 import { registerGroupedConvKernels, unregisterGroupedConvKernels } from "./grouped_conv.ts";
@@ -39,8 +41,40 @@ export type FastKernelName = typeof FAST_KERNEL_NAMES[number];
 export interface FastKernelOptions {
   /** Which kernels to replace; all of {@link FAST_KERNEL_NAMES} when absent. */
   kernels?: readonly FastKernelName[];
-  /** Split-K knobs; {@link DEFAULT_SPLIT_POLICY} when absent. */
+  /**
+   * Which adapter the kernels are tuned for: `gpu` (workgroup-tiled GEMMs,
+   * {@link DEFAULT_SPLIT_POLICY}), `cpu` (register-blocked GEMMs, {@link CPU_SPLIT_POLICY}), or
+   * `auto` (the default): `cpu` on a software adapter ({@link adapterProfile}).
+   */
+  profile?: "auto" | KernelProfile;
+  /** Split-K knobs over the profile's policy. */
   split?: Partial<SplitPolicy>;
+}
+
+/** The adapter kinds the kernels are tuned for. */
+export type KernelProfile = "gpu" | "cpu";
+
+/**
+ * The profile for the current webgpu backend's adapter: `cpu` for a fallback (software)
+ * adapter such as llvmpipe, lavapipe or SwiftShader, else `gpu`.
+ *
+ * @returns the profile; `gpu` when the backend is not webgpu or says nothing of its adapter
+ * @example
+ * ```ts
+ * import { adapterProfile } from "./register.ts";
+ * console.log(["gpu", "cpu"].includes(adapterProfile())); // true
+ * ```
+ */
+export function adapterProfile(): KernelProfile {
+  // The initialised backend only (`tf.findBackend` would start initialising one).
+  const registry = (tf.engine() as unknown as { registry?: Record<string, unknown> }).registry;
+  const backend = registry?.["webgpu"];
+  const info = (backend as { device?: { adapterInfo?: GPUAdapterInfo } } | null)?.device
+    ?.adapterInfo as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined;
+  if (!info) return "gpu";
+  if (info.isFallbackAdapter === true) return "cpu";
+  const text = `${info.description ?? ""} ${info.device ?? ""}`;
+  return /llvmpipe|lavapipe|swiftshader/i.test(text) ? "cpu" : "gpu";
 }
 
 /** Marks our kernel functions, so a second copy of this module recognises them. */
@@ -51,6 +85,8 @@ type Registry = Map<string, tf.KernelConfig>;
 const globalStore = globalThis as unknown as Record<symbol, Registry | undefined>;
 const stock: Registry = globalStore[STOCK_KEY] ??= new Map();
 let policy: SplitPolicy = { ...DEFAULT_SPLIT_POLICY };
+/** The depthwise filter gradient's split knobs (its own kernel; the profile does not apply). */
+let depthwisePolicy: SplitPolicy = { ...DEFAULT_SPLIT_POLICY };
 
 type Attrs = {
   strides: [number, number] | number;
@@ -102,7 +138,7 @@ function makeDepthwiseFilterGrad(fallback: tf.KernelFunc): tf.KernelFunc {
       a.dimRoundingMode,
       true,
     );
-    return runDepthwiseFilterGrad(args.backend as WebGPUBackend, info, x, dy, policy);
+    return runDepthwiseFilterGrad(args.backend as WebGPUBackend, info, x, dy, depthwisePolicy);
   };
 }
 
@@ -169,10 +205,10 @@ function isFast(config: tf.KernelConfig | undefined): boolean {
 
 /**
  * Replaces tfjs's webgpu kernels for `Conv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter`
- * with the fast ones. Idempotent; a second call only updates the split policy. The stock
- * kernels are kept and used for configurations the fast ones do not cover.
+ * with the fast ones. Idempotent; a second call only updates the profile and split policy. The
+ * stock kernels are kept and used for configurations the fast ones do not cover.
  *
- * @param options which kernels, and the split-K knobs
+ * @param options which kernels, the adapter profile and the split-K knobs
  * @example
  * ```ts
  * import { registerFastKernels, unregisterFastKernels } from "./register.ts";
@@ -181,10 +217,19 @@ function isFast(config: tf.KernelConfig | undefined): boolean {
  * ```
  */
 export function registerFastKernels(options: FastKernelOptions = {}): void {
-  policy = { ...DEFAULT_SPLIT_POLICY, ...options.split };
+  const profile = !options.profile || options.profile === "auto"
+    ? adapterProfile()
+    : options.profile;
+  const base = profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY;
+  policy = { ...base, ...options.split };
+  depthwisePolicy = { ...DEFAULT_SPLIT_POLICY, ...options.split };
   registerSgdKernel(); // a new kernel (no stock one): the fused SGD update, `kernels/sgd.ts`
   // New kernels (no stock ones): fused training-mode batch norm and its gradient.
+  // The same chunking on every adapter: the chunks fix the order of the statistics' sums, and
+  // the models' PyTorch parity (ReLU kinks included) holds for this order.
   registerBatchNormKernels();
+  // A new kernel (no stock one): BatchNorm's running averages, `kernels/running_stats.ts`.
+  registerRunningStatsKernel();
   // New kernels (no stock ones): grouped convolution and its gradients, `kernels/grouped_conv.ts`.
   registerGroupedConvKernels();
   // Cheaper dispatches (cached uniforms and bind groups), `kernels/dispatch.ts`.
@@ -214,6 +259,7 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
 export function unregisterFastKernels(): void {
   unregisterSgdKernel();
   unregisterBatchNormKernels();
+  unregisterRunningStatsKernel();
   unregisterGroupedConvKernels();
   uninstallDispatchCache();
   for (const name of FAST_KERNEL_NAMES) {
@@ -241,4 +287,18 @@ export function fastKernelRegistered(name: string): boolean {
   return isFast(tf.getKernel(name, "webgpu"));
 }
 
-export { fastConvStats, resetFastConvStats } from "./conv_gemm.ts";
+/**
+ * The convolution policy in force (profile layout and split-K knobs), for tests and benchmarks.
+ *
+ * @returns a copy of the policy
+ * @example
+ * ```ts
+ * import { currentConvPolicy } from "./register.ts";
+ * console.log(currentConvPolicy().minChunk > 0); // true
+ * ```
+ */
+export function currentConvPolicy(): SplitPolicy {
+  return { ...policy };
+}
+
+export { fastConvLayoutStats, fastConvStats, resetFastConvStats } from "./conv_gemm.ts";

@@ -9,6 +9,7 @@
 import { tf } from "../deps.ts";
 import { batchNormTrain, fusedBatchNormAvailable } from "../kernels/batchnorm.ts";
 import { groupedConv, groupedConvAvailable } from "../kernels/grouped_conv.ts";
+import { runningStats, runningStatsAvailable } from "../kernels/running_stats.ts";
 
 /** How a convolution is applied, as `torch.nn.Conv2d` takes it. */
 export interface ConvSpec {
@@ -122,7 +123,9 @@ export function batchNormTraining(
 
 /**
  * The running-average update of `torch.nn.BatchNorm2d`: `running = (1 - m) * running + m * batch`,
- * with the unbiased batch variance.
+ * with the unbiased batch variance. Where the current backend has the fused kernel
+ * (`kernels/running_stats.ts`, registered for webgpu by `registerFastKernels`), one op computes
+ * both (two dispatches instead of six).
  *
  * @returns the new running mean and variance
  */
@@ -134,6 +137,13 @@ export function runningStatsUpdate(
 ): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
   return tf.tidy(() => {
     const correction = stats.count > 1 ? stats.count / (stats.count - 1) : 1;
+    const all = [runningMean, runningVar, stats.mean, stats.variance];
+    if (all.every((t) => t.dtype === "float32") && runningStatsAvailable()) {
+      return runningStats({ mean: runningMean, variance: runningVar }, stats, {
+        momentum,
+        correction,
+      });
+    }
     const mean = runningMean.mul(1 - momentum).add(stats.mean.mul(momentum)) as tf.Tensor1D;
     const variance = runningVar.mul(1 - momentum).add(
       stats.variance.mul(correction * momentum),

@@ -7,6 +7,7 @@ import {
   BATCH_NORM_TRAIN_GRAD_KERNEL,
   BATCH_NORM_TRAIN_KERNEL,
   fusedBatchNormAvailable,
+  fusedBatchNormLaneStats,
   fusedBatchNormStats,
   planBatchNorm,
   registerBatchNormKernels,
@@ -158,6 +159,9 @@ Deno.test({
           const fused = await runBn(data, activation);
           // One forward for the outputs, one inside tf.grads; one backward.
           assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 1 });
+          // Channels in fours are read as vec4 lanes, others one by one.
+          const lanes = shape[3] % 4 === 0 ? "vec4" : "scalar";
+          assert.equal(fusedBatchNormLaneStats[lanes], 3, `${shape}: ${lanes} lanes`);
           unregisterBatchNormKernels();
           const webgpu = await runBn(data, activation);
           assert.equal(fusedBatchNormStats.forward, 2, "the tf-ops path must not use the kernel");

@@ -2,11 +2,15 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend, probeAdapter } from "../backend/backend.ts";
 import { Rng } from "../util/rng.ts";
-import { convGemmSpec } from "../kernels/conv_gemm.ts";
+import { convGemmSpec, CPU_SPLIT_POLICY } from "../kernels/conv_gemm.ts";
 import {
+  adapterProfile,
+  currentConvPolicy,
   FAST_KERNEL_NAMES,
+  fastConvLayoutStats,
   fastConvStats,
   fastKernelRegistered,
+  type KernelProfile,
   registerFastKernels,
   resetFastConvStats,
   unregisterFastKernels,
@@ -90,42 +94,90 @@ function gpuErrors(): string[] {
   return errors;
 }
 
+/**
+ * Checks forward, input and filter gradients of the fast kernels under one adapter profile
+ * against stock webgpu and tfjs cpu, and that every GEMM ran on the profile's layout.
+ */
+async function checkProfile(profile: KernelProfile, cases: Case[]): Promise<void> {
+  try {
+    await initBackend({ log: null, fastKernels: false });
+    const errors = gpuErrors();
+    const layout = profile === "cpu" ? "register" : "tiled";
+    for (const [i, c] of cases.entries()) {
+      const label = `${JSON.stringify(c)} (${profile} profile)`;
+      // Fast first: a failed dispatch would otherwise read back a recycled stock buffer.
+      await initBackend({ log: null, fastKernels: false });
+      registerFastKernels({ profile });
+      assert.equal(currentConvPolicy().layout, layout);
+      resetFastConvStats();
+      const fast = await convAndGrads(c, i);
+      assert.deepEqual(
+        { ...fastConvStats },
+        { forward: 2, inputGrad: 1, filterGrad: 1, depthwiseFilterGrad: 0 },
+        `fast kernels not used for ${label}`,
+      );
+      const other = layout === "tiled" ? "register" : "tiled";
+      assert.ok(fastConvLayoutStats[layout] >= 4, `${layout} GEMMs not used for ${label}`);
+      assert.equal(fastConvLayoutStats[other], 0, `${other} GEMMs used for ${label}`);
+      unregisterFastKernels();
+      resetFastConvStats();
+      const stock = await convAndGrads(c, i);
+      assert.ok(
+        Object.values(fastConvStats).every((v) => v === 0),
+        "stock run used fast kernels",
+      );
+      await initBackend({ backend: "cpu", log: null });
+      const cpu = await convAndGrads(c, i);
+      for (const [j, what] of ["forward", "input grad", "filter grad"].entries()) {
+        const vsStock = relErr(fast[j], stock[j]), vsCpu = relErr(fast[j], cpu[j]);
+        assert.ok(vsStock <= 1e-4, `${what} vs stock webgpu: ${vsStock} for ${label}`);
+        assert.ok(vsCpu <= 1e-4, `${what} vs tfjs cpu: ${vsCpu} for ${label}`);
+      }
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    unregisterFastKernels();
+    await initBackend({ backend: "cpu", log: null });
+  }
+}
+
 Deno.test({
-  name: "fast conv kernels: forward, input and filter gradients match stock webgpu and tfjs cpu",
+  name: "fast conv kernels (cpu profile, register GEMMs) match stock webgpu and tfjs cpu",
+  ignore: !hasAdapter,
+  async fn() {
+    // Two products large enough for the 16-row register blocks (vec4 and scalar output).
+    const large: Case[] = [
+      { batch: 4, h: 17, w: 15, cin: 16, cout: 36, k: 3, stride: 1, pad: 1 },
+      { batch: 6, h: 23, w: 21, cin: 20, cout: 33, k: 3, stride: 2, pad: 1 },
+    ];
+    await checkProfile("cpu", [...randomCases(10, 2024), ...large]);
+  },
+});
+
+Deno.test({
+  name: "fast conv kernels (gpu profile, tiled GEMMs) match stock webgpu and tfjs cpu",
+  ignore: !hasAdapter,
+  async fn() {
+    await checkProfile("gpu", randomCases(10, 2025));
+  },
+});
+
+Deno.test({
+  name: "fast conv kernels: the profile follows the adapter (cpu on a software adapter)",
   ignore: !hasAdapter,
   async fn() {
     try {
-      await initBackend({ log: null, fastKernels: false });
-      const errors = gpuErrors();
-      const cases = randomCases(10, 2024);
-      for (const [i, c] of cases.entries()) {
-        const label = JSON.stringify(c);
-        // Fast first: a failed dispatch would otherwise read back a recycled stock buffer.
-        await initBackend({ log: null, fastKernels: false });
+      await initBackend({ log: null });
+      const probe = await probeAdapter();
+      const expected = probe?.fallback ? "cpu" : adapterProfile();
+      assert.equal(adapterProfile(), expected);
+      if (probe?.fallback) {
+        assert.equal(currentConvPolicy().layout, "register");
+        registerFastKernels({ profile: "gpu" });
+        assert.equal(currentConvPolicy().layout, "tiled");
         registerFastKernels();
-        resetFastConvStats();
-        const fast = await convAndGrads(c, i);
-        assert.deepEqual(
-          { ...fastConvStats },
-          { forward: 2, inputGrad: 1, filterGrad: 1, depthwiseFilterGrad: 0 },
-          `fast kernels not used for ${label}`,
-        );
-        unregisterFastKernels();
-        resetFastConvStats();
-        const stock = await convAndGrads(c, i);
-        assert.ok(
-          Object.values(fastConvStats).every((v) => v === 0),
-          "stock run used fast kernels",
-        );
-        await initBackend({ backend: "cpu", log: null });
-        const cpu = await convAndGrads(c, i);
-        for (const [j, what] of ["forward", "input grad", "filter grad"].entries()) {
-          const vsStock = relErr(fast[j], stock[j]), vsCpu = relErr(fast[j], cpu[j]);
-          assert.ok(vsStock <= 1e-4, `${what} vs stock webgpu: ${vsStock} for ${label}`);
-          assert.ok(vsCpu <= 1e-4, `${what} vs tfjs cpu: ${vsCpu} for ${label}`);
-        }
+        assert.equal(currentConvPolicy().layout, "register");
       }
-      assert.deepEqual(errors, []);
     } finally {
       unregisterFastKernels();
       await initBackend({ backend: "cpu", log: null });
@@ -199,6 +251,18 @@ Deno.test("fast conv kernels: split-K is taken where the reduction is long", () 
   const big = convGemmSpec("forward", info([64, 32, 32, 16], [3, 3, 16, 16]));
   assert.equal(big.spec.splits, 1);
   assert.equal(big.spec.outputShape.join(), "64,32,32,16");
+  // The cpu profile: register blocks, and only as many splits as a few CPU threads need.
+  const cpuLong = convGemmSpec("filterGrad", info([64, 32, 32, 16], [3, 3, 16, 16]), {
+    ...CPU_SPLIT_POLICY,
+  });
+  assert.equal(cpuLong.spec.layout, "register");
+  assert.ok(cpuLong.spec.splits > 1 && cpuLong.spec.splits <= 256, `${cpuLong.spec.splits}`);
+  assert.ok(cpuLong.chunk * cpuLong.spec.splits >= cpuLong.k && cpuLong.chunk % 4 === 0);
+  const gpuLong = convGemmSpec("filterGrad", info([64, 32, 32, 16], [3, 3, 16, 16]));
+  assert.equal(gpuLong.spec.layout, "tiled");
+  const cpuBig = convGemmSpec("forward", info([64, 32, 32, 16], [3, 3, 16, 16]), CPU_SPLIT_POLICY);
+  assert.equal(cpuBig.spec.splits, 1);
+  assert.equal(cpuBig.spec.tile.tm * cpuBig.spec.tile.tn, 16 * 16);
 });
 
 Deno.test({

@@ -1,0 +1,192 @@
+/**
+ * The BatchNorm running-average update as one tfjs op, {@link RUNNING_STATS_KERNEL}, with a
+ * WebGPU kernel of two dispatches (one per output) where the tf-ops composition takes six
+ * (`mul`, `mul`, `add` for each of the mean and the variance):
+ *
+ * - `mean' = (1 - momentum) · runningMean + momentum · batchMean`
+ * - `var'  = (1 - momentum) · runningVar + (correction · momentum) · batchVar`
+ *
+ * Inputs `runningMean`, `runningVar`, `batchMean`, `batchVar` (`[C]`, float32); attrs
+ * `momentum` and `correction` (the unbiased-variance factor `n / (n - 1)`); outputs the new
+ * mean and variance. The factors are rounded to float32 as the tf-ops path rounds its scalars.
+ * Not differentiable (the update is outside the gradient tape).
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../deps.ts";
+import type { WebGPUProgram } from "./gemm_program.ts";
+
+/** Name of the running-statistics op (registered for webgpu by `register.ts`). */
+export const RUNNING_STATS_KERNEL = "RegnetBnRunningStats";
+
+/** Attributes of {@link RUNNING_STATS_KERNEL}. */
+export interface RunningStatsAttrs {
+  /** PyTorch's BatchNorm momentum (weight of the batch statistic). */
+  momentum: number;
+  /** Factor of the batch variance before averaging (`n / (n - 1)`, or 1). */
+  correction: number;
+}
+
+/** Calls of the kernel since {@link resetRunningStatsStats}: proof it ran. */
+export const runningStatsStats: { calls: number } = { calls: 0 };
+
+/** Zeroes {@link runningStatsStats}. */
+export function resetRunningStatsStats(): void {
+  runningStatsStats.calls = 0;
+}
+
+/** `result = alpha · a + beta · b`, elementwise over `[C]`. */
+class WeightedSumProgram implements WebGPUProgram {
+  variableNames = ["a", "b"];
+  outputShape: number[];
+  shaderKey = "regnet_bn_running_stats";
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  uniforms = "alpha : f32, beta : f32,";
+
+  constructor(size: number) {
+    this.outputShape = [size];
+    this.dispatchLayout = { x: [0] };
+    this.dispatch = [Math.ceil(size / 64), 1, 1];
+  }
+
+  getUserCode(): string {
+    // Two products rounded apart, then the sum: what the tf-ops path computes.
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let p = a[index] * uniforms.alpha;
+          let q = b[index] * uniforms.beta;
+          setOutputAtIndex(index, p + q);
+        }
+      }`;
+  }
+}
+
+/**
+ * Runs the op on the webgpu backend: two dispatches.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param inputs the running and the batch statistics (`[C]` each)
+ * @param attrs momentum and variance correction
+ * @returns `[mean, variance]`
+ */
+export function runRunningStats(
+  backend: WebGPUBackend,
+  inputs: {
+    runningMean: tf.TensorInfo;
+    runningVar: tf.TensorInfo;
+    batchMean: tf.TensorInfo;
+    batchVar: tf.TensorInfo;
+  },
+  attrs: RunningStatsAttrs,
+): tf.TensorInfo[] {
+  const { runningMean, runningVar, batchMean, batchVar } = inputs;
+  for (const t of [runningMean, runningVar, batchMean, batchVar]) {
+    if (t.dtype !== "float32") throw new Error(`${RUNNING_STATS_KERNEL}: float32 tensors only`);
+  }
+  const size = tf.util.sizeFromShape(runningMean.shape);
+  runningStatsStats.calls++;
+  const keep = 1 - attrs.momentum;
+  const run = (a: tf.TensorInfo, b: tf.TensorInfo, beta: number) =>
+    backend.runWebGPUProgram(new WeightedSumProgram(size), [a, b], "float32", [
+      { type: "float32", data: [keep] },
+      { type: "float32", data: [beta] },
+    ]);
+  return [
+    run(runningMean, batchMean, attrs.momentum),
+    run(runningVar, batchVar, attrs.correction * attrs.momentum),
+  ];
+}
+
+/** Marks the kernel function of this module. */
+const FAST_RUNNING_STATS = Symbol.for("regnet-vision.fastRunningStatsKernel");
+
+/**
+ * Registers {@link RUNNING_STATS_KERNEL} for the webgpu backend. Idempotent.
+ * (`registerFastKernels` in `register.ts` calls it.)
+ *
+ * @example
+ * ```ts
+ * import { registerRunningStatsKernel, unregisterRunningStatsKernel } from "./running_stats.ts";
+ * registerRunningStatsKernel();
+ * unregisterRunningStatsKernel();
+ * ```
+ */
+export function registerRunningStatsKernel(): void {
+  if (tf.getKernel(RUNNING_STATS_KERNEL, "webgpu") !== undefined) return;
+  const kernelFunc: tf.KernelFunc = (args) =>
+    runRunningStats(
+      args.backend as WebGPUBackend,
+      args.inputs as Parameters<typeof runRunningStats>[1],
+      args.attrs as unknown as RunningStatsAttrs,
+    );
+  (kernelFunc as unknown as Record<symbol, boolean>)[FAST_RUNNING_STATS] = true;
+  tf.registerKernel({ kernelName: RUNNING_STATS_KERNEL, backendName: "webgpu", kernelFunc });
+}
+
+/**
+ * Removes the kernel {@link registerRunningStatsKernel} registered. Idempotent.
+ *
+ * @example
+ * ```ts
+ * import { unregisterRunningStatsKernel } from "./running_stats.ts";
+ * unregisterRunningStatsKernel();
+ * ```
+ */
+export function unregisterRunningStatsKernel(): void {
+  const config = tf.getKernel(RUNNING_STATS_KERNEL, "webgpu");
+  if (config && (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_RUNNING_STATS]) {
+    tf.unregisterKernel(RUNNING_STATS_KERNEL, "webgpu");
+  }
+}
+
+/**
+ * Whether the op can run on the current backend (its kernel is registered there).
+ *
+ * @returns true when {@link RUNNING_STATS_KERNEL} has a kernel for `tf.getBackend()`
+ * @example
+ * ```ts
+ * import { runningStatsAvailable } from "./running_stats.ts";
+ * console.log(typeof runningStatsAvailable()); // "boolean"
+ * ```
+ */
+export function runningStatsAvailable(): boolean {
+  const backend = tf.getBackend();
+  return backend !== undefined && backend !== null &&
+    tf.getKernel(RUNNING_STATS_KERNEL, backend) !== undefined;
+}
+
+/**
+ * The op: the new running mean and variance (see the module doc). Needs a backend with the
+ * kernel ({@link runningStatsAvailable}).
+ *
+ * @param running the running mean and variance (`[C]`)
+ * @param batch the batch mean and biased variance (`[C]`)
+ * @param attrs momentum and variance correction
+ * @returns the new mean and variance
+ * @example
+ * ```ts ignore
+ * const { mean, variance } = runningStats({ mean: rm, variance: rv }, { mean: m, variance: v },
+ *   { momentum: 0.1, correction: n / (n - 1) });
+ * ```
+ */
+export function runningStats(
+  running: { mean: tf.Tensor1D; variance: tf.Tensor1D },
+  batch: { mean: tf.Tensor1D; variance: tf.Tensor1D },
+  attrs: RunningStatsAttrs,
+): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  const [mean, variance] = tf.engine().runKernel(
+    RUNNING_STATS_KERNEL,
+    {
+      runningMean: running.mean,
+      runningVar: running.variance,
+      batchMean: batch.mean,
+      batchVar: batch.variance,
+    },
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor1D[];
+  return { mean, variance };
+}

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { initBackend } from "../backend/backend.ts";
+import { countDispatches } from "../kernels/counters.ts";
+import { hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { batchNormTraining } from "../models/ops.ts";
 import {
@@ -16,7 +18,6 @@ import {
 } from "../kernels/batchnorm.ts";
 import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
 
-const hasAdapter = (await probeAdapter()) !== null;
 const EPS = 1e-5;
 
 type Activation = "linear" | "relu";
@@ -118,17 +119,6 @@ function referenceF64(
   return { values: [y, mean, variance, dx, dgamma, dbeta], dxScale };
 }
 
-/** Max |a - b| over max |b| (or over `scale`): the error relative to the reference's scale. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>, scale = 0): number {
-  assert.equal(a.length, b.length);
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
-
 const NAMES = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
 
 /** Odd shapes, every channel count of the brief, and sizes that take several chunks. */
@@ -225,23 +215,6 @@ Deno.test({
     }
   },
 });
-
-/** Runs `fn` and counts the webgpu backend's program runs (dispatches) meanwhile. */
-async function countDispatches(fn: () => Promise<void>): Promise<number> {
-  const backend = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let n = 0;
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    n++;
-    return original.apply(this, args);
-  };
-  try {
-    await fn();
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-  return n;
-}
 
 Deno.test({
   name: "fused batch norm: 8 dispatches per forward + backward, no leaks, registered by " +

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { convGemmSpec, CPU_SPLIT_POLICY } from "../kernels/conv_gemm.ts";
 import {
@@ -15,8 +16,6 @@ import {
   resetFastConvStats,
   unregisterFastKernels,
 } from "../kernels/register.ts";
-
-const hasAdapter = (await probeAdapter()) !== null;
 
 type Pad = number | "same" | "valid";
 interface Case {
@@ -47,17 +46,6 @@ async function convAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
   return out;
 }
 
-/** Max |a - b| over max |b|: the error relative to the reference's scale. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
-
 function randomCases(count: number, seed: number): Case[] {
   const rng = new Rng(seed);
   const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
@@ -83,15 +71,6 @@ function randomCases(count: number, seed: number): Case[] {
   // A stride phase with no rows at all (a one-row image at stride 2).
   cases.push({ batch: 2, h: 1, w: 2, cin: 4, cout: 8, k: 3, stride: 2, pad: 1 });
   return cases;
-}
-
-function gpuErrors(): string[] {
-  const errors: string[] = [];
-  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-  device.addEventListener("uncapturederror", (e) => {
-    errors.push((e as GPUUncapturedErrorEvent).error.message);
-  });
-  return errors;
 }
 
 /**

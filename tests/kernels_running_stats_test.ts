@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { initBackend } from "../backend/backend.ts";
+import { hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { runningStatsUpdate } from "../models/ops.ts";
 import {
@@ -13,8 +14,6 @@ import {
 } from "../kernels/running_stats.ts";
 import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
 
-const hasAdapter = (await probeAdapter()) !== null;
-
 /** `runningStatsUpdate` on the current backend, for `c` channels of seeded data. */
 async function update(c: number, count: number, momentum: number, seed: number) {
   const rng = new Rng(seed);
@@ -25,16 +24,6 @@ async function update(c: number, count: number, momentum: number, seed: number) 
   const values = [await out.mean.data(), await out.variance.data()] as Float32Array[];
   tf.dispose([rm, rv, bm, bv, out.mean, out.variance]);
   return values;
-}
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
 }
 
 Deno.test({

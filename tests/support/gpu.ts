@@ -12,15 +12,17 @@ import { probeAdapter } from "../../backend/backend.ts";
 export const hasAdapter: boolean = (await probeAdapter()) !== null;
 
 /**
- * Max |a - b| over max |b|: the error relative to the reference's scale.
+ * Max |a - b| over max |b| (or over `floor` when larger): the error relative to the reference's
+ * scale.
  *
  * @param a the result
  * @param b the reference
+ * @param floor a lower bound of the scale (for results that cancel to near zero)
  * @returns the relative error
  */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
   assert.equal(a.length, b.length);
-  let diff = 0, scale = 0;
+  let diff = 0, scale = floor;
   for (let i = 0; i < a.length; i++) {
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));

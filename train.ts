@@ -44,24 +44,16 @@ const FLAGS: Record<string, FlagSpec> = {
   "help": { kind: "bool", help: "show this help" },
 };
 
+/** Flags that are not fields of the training configuration. */
+const RUN_FLAGS = new Set(["model", "out", "resume", "help"]);
+
+/** The configuration fields given on the command line: `--batch-size` sets `batchSize`, ... */
 function overrides(v: FlagValues): Partial<TrainConfig> {
-  return {
-    dataset: v["dataset"] as TrainConfig["dataset"] | undefined,
-    data: v["data"] as string | undefined,
-    epochs: v["epochs"] as number | undefined,
-    batchSize: v["batch-size"] as number | undefined,
-    lr: v["lr"] as number | undefined,
-    lrSteps: v["lr-steps"] as number[] | undefined,
-    momentum: v["momentum"] as number | undefined,
-    weightDecay: v["weight-decay"] as number | undefined,
-    inputSize: v["input-size"] as number | undefined,
-    augment: v["augment"] as boolean | undefined,
-    seed: v["seed"] as number | undefined,
-    backend: v["backend"] as TrainConfig["backend"] | undefined,
-    limit: v["limit"] as number | undefined,
-    valSplit: v["val-split"] as number | undefined,
-    skipBadImages: v["skip-bad-images"] as boolean | undefined,
-  };
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([flag]) => !RUN_FLAGS.has(flag))
+      .map(([flag, value]) => [flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()), value]),
+  ) as Partial<TrainConfig>;
 }
 
 runCli(async () => {

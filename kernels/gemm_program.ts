@@ -165,6 +165,23 @@ export function chooseSplits(
   return { splits: Math.ceil(k / chunk), chunk };
 }
 
+/** The checks and operand layout shared by the GEMM programs. */
+function gemmOperands(spec: GemmSpec) {
+  const t = spec.tile;
+  if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
+  if (!spec.a.contiguousInK && spec.b.contiguousInK) {
+    throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
+  }
+  return {
+    variableNames: [...spec.variableNames],
+    variableComponents: spec.variableNames.map((name) =>
+      (name === spec.a.buffer ? spec.a.vec4 : spec.b.vec4) ? 4 : 1
+    ),
+    outputComponent: spec.n % 4 === 0 ? 4 : 1,
+    outputShape: spec.outputShape,
+  };
+}
+
 /**
  * A tiled implicit-GEMM program: `C = A · B` with `A`, `B` read through the spec's index
  * functions. Workgroup `(TN/4, TM/4)`; each invocation owns rows `4·ty..4·ty+3` and columns
@@ -200,17 +217,13 @@ export class ImplicitGemmProgram implements WebGPUProgram {
    */
   constructor(spec: GemmSpec) {
     const t = spec.tile;
-    if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
-    if (!spec.a.contiguousInK && spec.b.contiguousInK) {
-      throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
-    }
     this.spec = spec;
-    this.variableNames = [...spec.variableNames];
-    this.variableComponents = spec.variableNames.map((name) =>
-      (name === spec.a.buffer ? spec.a.vec4 : spec.b.vec4) ? 4 : 1
-    );
-    this.outputComponent = spec.n % 4 === 0 ? 4 : 1;
-    this.outputShape = spec.outputShape;
+    ({
+      variableNames: this.variableNames,
+      variableComponents: this.variableComponents,
+      outputComponent: this.outputComponent,
+      outputShape: this.outputShape,
+    } = gemmOperands(spec));
     this.workgroupSize = [t.tn / 4, t.tm / 4, 1];
     this.dispatchLayout = { x: [0], y: [1], z: [2] };
     this.dispatch = [Math.ceil(spec.n / t.tn), Math.ceil(spec.m / t.tm), spec.splits];
@@ -393,17 +406,13 @@ export class RegisterGemmProgram implements WebGPUProgram {
    */
   constructor(spec: GemmSpec) {
     const t = spec.tile;
-    if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
-    if (!spec.a.contiguousInK && spec.b.contiguousInK) {
-      throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
-    }
     this.spec = spec;
-    this.variableNames = [...spec.variableNames];
-    this.variableComponents = spec.variableNames.map((name) =>
-      (name === spec.a.buffer ? spec.a.vec4 : spec.b.vec4) ? 4 : 1
-    );
-    this.outputComponent = spec.n % 4 === 0 ? 4 : 1;
-    this.outputShape = spec.outputShape;
+    ({
+      variableNames: this.variableNames,
+      variableComponents: this.variableComponents,
+      outputComponent: this.outputComponent,
+      outputShape: this.outputShape,
+    } = gemmOperands(spec));
     this.dispatchLayout = { x: [0] };
     const invocations = spec.splits * Math.ceil(spec.m / t.tm) * Math.ceil(spec.n / t.tn);
     const groups = Math.ceil(invocations / REGISTER_WORKGROUP);

@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--model resnet20,regnet400mf] [--batch 64,512] [--steps N] [--warmup N]
- * [--backend webgpu|cpu] [--json]`: training and inference throughput, kernel dispatches per
+ * [--backend webgpu|cpu] [--stock] [--eager] [--json]`: training and inference throughput, kernel dispatches per
  * training step and GPU memory, for every model and batch size given, on the adapter present.
  * `bench/torch_bench.py` measures the same in PyTorch; `bench/gpu_run.sh` runs both on a GPU box.
  *
@@ -11,7 +11,8 @@ import { countDispatches } from "./kernels/counters.ts";
 import { BACKEND_NAMES, type BackendName, initBackend } from "./backend/backend.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { SGD } from "./training/sgd.ts";
-import { trainBatch } from "./training/step.ts";
+import { evalBatch, trainBatch } from "./training/step.ts";
+import { GraphedEvalStep, GraphedTrainStep } from "./training/graphed.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -25,6 +26,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "input-size": { kind: "int", help: "input size (default: the model's)" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
   "stock": { kind: "bool", help: "tfjs's own webgpu kernels, without this toolkit's (baseline)" },
+  "eager": { kind: "bool", help: "every training step through tfjs (no captured-step replay)" },
   "json": { kind: "bool", help: "one JSON line per measurement instead of a table" },
   "help": { kind: "bool", help: "show this help" },
 };
@@ -39,24 +41,38 @@ interface Measurement {
   infer_img_per_s: number;
   dispatches_per_step: number;
   gpu_bytes: number;
+  /** Host milliseconds per training step spent recording it (before waiting for the GPU). */
+  host_ms_per_step: number;
 }
 
 async function measure(
   name: string,
   batch: number,
-  run: { steps: number; warmup: number; inputSize: number; adapter: string; stock: boolean },
+  run: {
+    steps: number;
+    warmup: number;
+    inputSize: number;
+    adapter: string;
+    stock: boolean;
+    eager: boolean;
+  },
 ) {
-  const { steps, warmup, inputSize, adapter, stock } = run;
+  const { steps, warmup, inputSize, adapter, stock, eager } = run;
   const model = createModel(name, { inputSize, seed: 0 });
   const opt = new SGD({ lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
   const x = tf.randomNormal([batch, inputSize, inputSize, 3]) as tf.Tensor4D;
   const y = tf.randomUniform([batch], 0, 10, "int32") as tf.Tensor1D;
+  const graph = eager ? null : new GraphedTrainStep(model, opt);
+  let hostMs = 0;
   const step = async () => {
-    const r = trainBatch(model, opt, x, y);
+    const h0 = performance.now();
+    const r = graph ? graph.run(x, y) : trainBatch(model, opt, x, y);
+    hostMs += performance.now() - h0;
     await r.loss.data(); // a host read each step, as a training loop does
     tf.dispose([r.loss, r.correct]);
   };
   for (let i = 0; i < warmup; i++) await step();
+  hostMs = 0;
   let t0 = 0, trainSeconds = 0;
   const total = await countDispatches(async () => {
     t0 = performance.now();
@@ -64,10 +80,11 @@ async function measure(
     trainSeconds = (performance.now() - t0) / 1000;
   });
   const dispatches = total / steps;
+  const evalGraph = eager ? null : new GraphedEvalStep(model);
   const infer = async () => {
-    const logits = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
-    await logits.data();
-    logits.dispose();
+    const r = evalGraph ? evalGraph.run(x, y) : tf.tidy(() => evalBatch(model, x, y));
+    await r.logits.data();
+    tf.dispose([r.logits, r.lossSum, r.correct]);
   };
   for (let i = 0; i < warmup; i++) await infer();
   t0 = performance.now();
@@ -79,15 +96,22 @@ async function measure(
   };
   const result: Measurement = {
     model: name,
-    backend: stock ? `${tf.getBackend()}-stock` : tf.getBackend(),
+    backend: stock
+      ? `${tf.getBackend()}-stock`
+      : eager
+      ? `${tf.getBackend()}-eager`
+      : tf.getBackend(),
     adapter,
     batch,
     train_img_per_s: (batch * steps) / trainSeconds,
     infer_img_per_s: (batch * steps) / inferSeconds,
     dispatches_per_step: dispatches,
     gpu_bytes: memory.numBytesAllocatedInGPU ?? memory.numBytesInGPU ?? memory.numBytes,
+    host_ms_per_step: hostMs / steps,
   };
   tf.dispose([x, y]);
+  graph?.dispose();
+  evalGraph?.dispose();
   opt.dispose();
   model.dispose();
   return result;
@@ -119,6 +143,7 @@ runCli(async () => {
         inputSize: size,
         adapter: info.adapter,
         stock: v["stock"] === true,
+        eager: v["eager"] === true,
       });
       rows.push(m);
       if (v["json"]) console.log(JSON.stringify(m));
@@ -127,7 +152,8 @@ runCli(async () => {
   if (!v["json"]) {
     console.log(`adapter: ${info.adapter} (${info.backend})`);
     console.log(
-      "model               batch   train img/s   infer img/s   dispatches/step    GPU MiB",
+      "model               batch   train img/s   infer img/s   dispatches/step    GPU MiB" +
+        "   host ms/step",
     );
     for (const m of rows) {
       console.log(
@@ -137,7 +163,8 @@ runCli(async () => {
           `${m.infer_img_per_s.toFixed(1).padStart(13)} ${
             m.dispatches_per_step.toFixed(0).padStart(17)
           } ` +
-          `${(m.gpu_bytes / 2 ** 20).toFixed(1).padStart(10)}`,
+          `${(m.gpu_bytes / 2 ** 20).toFixed(1).padStart(10)} ` +
+          `${m.host_ms_per_step.toFixed(2).padStart(14)}`,
       );
     }
   }

@@ -38,6 +38,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "batch-size": { kind: "int", help: "images per batch (default 64)" },
   "limit": { kind: "int", help: "evaluate the first N test images" },
   "backend": { kind: "choice", choices: BACKEND_NAMES, help: "tfjs backend (default webgpu)" },
+  "eager": { kind: "bool", help: "every batch through tfjs (no captured-batch replay on webgpu)" },
   "grid": { kind: "string", help: "write the 4x4 prediction grid PNG here" },
   "seed": { kind: "uint", help: "seed choosing the grid's 16 images (default 0)" },
   "json": { kind: "string", help: "write the results as JSON here (default <run>/eval.json)" },
@@ -95,7 +96,7 @@ runCli(async () => {
   const model = createModel(modelName, { numClasses: classes.length, inputSize });
   await loadWeights(model, weights);
 
-  const result = await evaluate(model, test, { batchSize, inputSize });
+  const result = await evaluate(model, test, { batchSize, inputSize, eager: v["eager"] === true });
   const matrix = confusionMatrix(result.predictions, test.labels, classes.length);
   console.log(
     `${modelName} on ${test.size} ${dataset} test images (${test.source}): ` +

@@ -39,13 +39,17 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: "bool",
     help: "skip unreadable images with a count instead of stopping",
   },
+  "eager": {
+    kind: "bool",
+    help: "run every step through tfjs (no captured-step replay on webgpu; same results, slower)",
+  },
   "out": { kind: "string", help: "run folder (default runs/<model>-<timestamp>)" },
   "resume": { kind: "string", help: "continue the run in this folder from its last epoch" },
   "help": { kind: "bool", help: "show this help" },
 };
 
 /** Flags that are not fields of the training configuration. */
-const RUN_FLAGS = new Set(["model", "out", "resume", "help"]);
+const RUN_FLAGS = new Set(["model", "out", "resume", "eager", "help"]);
 
 /** The configuration fields given on the command line: `--batch-size` sets `batchSize`, ... */
 function overrides(v: FlagValues): Partial<TrainConfig> {
@@ -84,6 +88,7 @@ runCli(async () => {
       out: values["out"] as string | undefined,
       progress: true,
       signal: stop.signal,
+      eager: values["eager"] === true,
     }, resume);
     if (result.interrupted) Deno.exitCode = 130;
   } finally {

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
-import "../deps.ts"; // importing deps.ts registers the webgpu backend with tfjs
+import { tf, WebGPUBackend } from "../deps.ts";
 import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
 
 /** The tfjs backends the toolkit runs on. */
@@ -31,6 +30,52 @@ export interface InitBackendOptions {
   log?: ((line: string) => void) | null;
   /** Use the toolkit's WGSL kernels (`kernels/`) on webgpu; true when absent. */
   fastKernels?: boolean;
+}
+
+/** Storage buffers per dispatch the toolkit asks the device for (WebGPU's default is 8). */
+export const STORAGE_BINDINGS_WANTED = 64;
+
+interface EngineInternals {
+  registry: Record<string, unknown>;
+  registryFactory: Record<string, unknown>;
+}
+
+/**
+ * Replaces tfjs's `webgpu` backend factory, while no webgpu backend exists yet, with one that
+ * makes the same device (same features and limits) with more storage buffers per dispatch,
+ * up to {@link STORAGE_BINDINGS_WANTED} where the adapter allows: the multi-tensor kernels
+ * (`kernels/multi_tensor.ts`) then update more tensors per dispatch. A backend made earlier
+ * (by the application) is left as it is; the kernels adapt to its limit.
+ */
+function registerRoomyWebGpu(): void {
+  const engine = tf.engine() as unknown as EngineInternals;
+  if (engine.registry["webgpu"] !== undefined || !("webgpu" in engine.registryFactory)) return;
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", async () => {
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) throw new Error("no WebGPU adapter");
+    const features: GPUFeatureName[] = [];
+    for (const f of ["timestamp-query", "bgra8unorm-storage"] as GPUFeatureName[]) {
+      if (adapter.features.has(f)) features.push(f);
+    }
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxStorageBuffersPerShaderStage: Math.min(
+          l.maxStorageBuffersPerShaderStage,
+          STORAGE_BINDINGS_WANTED,
+        ),
+      },
+    });
+    return new WebGPUBackend(device, adapter.info);
+  }, 3);
 }
 
 /** Information on the WebGPU adapter Deno offers, or `null` when there is none. */
@@ -84,6 +129,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     if (probe === null) {
       log?.("backend: no WebGPU adapter found, falling back to tfjs cpu backend (slow)");
     } else {
+      registerRoomyWebGpu();
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
         if (options.fastKernels ?? true) registerFastKernels();

@@ -126,6 +126,8 @@ if [[ $have_gpu == 1 ]]; then
   bench=("$deno" run --allow-read=. "$src/app.js" --json --steps "$ds" --warmup "$dw")
   run "$dt" "${bench[@]}" --model resnet20 --batch "$rb"
   run "$dt" "${bench[@]}" --model regnet400mf --batch "$gb" --input-size "$gs"
+  # The same without the captured-step replay: how much of the step is tfjs's host work.
+  run "$dt" "${bench[@]}" --model resnet20 --batch "$rb" --eager
 fi
 
 # --- Side by side -------------------------------------------------------------------------------
@@ -133,16 +135,17 @@ fi
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 torch = {(r["model"], r["batch"]): r for r in rows if r["backend"].startswith("torch")}
-print(f"{'model':<14}{'batch':>6}  {'backend':<11}{'train img/s':>12}{'infer img/s':>13}"
-      f"{'disp/step':>10}{'GPU MiB':>9}{'train vs torch':>16}  adapter")
+print(f"{'model':<14}{'batch':>6}  {'backend':<13}{'train img/s':>12}{'infer img/s':>13}"
+      f"{'disp/step':>10}{'GPU MiB':>9}{'host ms':>9}{'train vs torch':>16}  adapter")
 for r in rows:
     t = torch.get((r["model"], r["batch"]))
     ratio = "" if r["backend"].startswith("torch") or not t else \
         f"{r['train_img_per_s'] / t['train_img_per_s']:.3f}x"
     disp = "" if r["dispatches_per_step"] is None else f"{r['dispatches_per_step']:.0f}"
     mib = "" if r["gpu_bytes"] is None else f"{r['gpu_bytes'] / 2**20:.0f}"
-    print(f"{r['model']:<14}{r['batch']:>6}  {r['backend']:<11}{r['train_img_per_s']:>12.1f}"
-          f"{r['infer_img_per_s']:>13.1f}{disp:>10}{mib:>9}{ratio:>16}  {r['adapter']}")
+    host = "" if r.get("host_ms_per_step") is None else f"{r['host_ms_per_step']:.2f}"
+    print(f"{r['model']:<14}{r['batch']:>6}  {r['backend']:<13}{r['train_img_per_s']:>12.1f}"
+          f"{r['infer_img_per_s']:>13.1f}{disp:>10}{mib:>9}{host:>9}{ratio:>16}  {r['adapter']}")
 EOF
 say "results: $results, log: $log"
 [[ $have_gpu == 1 ]]

@@ -1,20 +1,25 @@
 /**
- * Batch normalization in training mode (optionally followed by ReLU) as one tfjs op,
- * {@link BATCH_NORM_TRAIN_KERNEL}, with WebGPU kernels for it and for its gradient: four
- * dispatches forward and four backward, where the tf-ops composition (`tf.moments` then
+ * Batch normalization in training mode (optionally followed by a residual add and a ReLU) as one
+ * tfjs op, {@link BATCH_NORM_TRAIN_KERNEL}, with WebGPU kernels for it and for its gradient:
+ * three dispatches forward and three backward, where the tf-ops composition (`tf.moments` then
  * `tf.batchNorm`, and their gradients) takes dozens.
  *
- * Inputs `x` `[N, H, W, C]` (any rank, channels last), `gamma` `[C]`, `beta` `[C]`; attrs
- * `epsilon` and `activation` (`"linear"` or `"relu"`); outputs `y`, the batch `mean` and the
+ * Inputs `x` `[N, H, W, C]` (any rank, channels last), `gamma` `[C]`, `beta` `[C]`, and with
+ * attr `residual` a `shortcut` shaped as `x`; attrs `epsilon` and `activation` (`"linear"` or
+ * `"relu"`); outputs `y` (`act(bn(x))`, or `act(bn(x) + shortcut)`), the batch `mean` and the
  * biased batch `variance` (each `[C]`). The rows of `x` (`M = N * H * W` of them) are split
  * into chunks; per channel:
  *
  * | dispatch | forward | backward |
  * | --- | --- | --- |
  * | 1 | per chunk: mean, then centred sum of squares (two passes over the chunk) | per chunk: `Σ g`, `Σ g (x - mean)` with `g` = `dy` (masked by `y > 0` after ReLU) |
- * | 2 | mean: chunk means merged (Chan et al.) | `dbeta = Σ g` |
- * | 3 | variance: `Σ M2_s + n_s (mean_s - mean)²` over chunks, over `M` | `dgamma = Σ g x̂` |
- * | 4 | `y = (x - mean) γ / sqrt(var + eps) + β` (then ReLU) | `dx` |
+ * | 2 | mean: chunk means merged (Chan et al.); variance: `Σ M2_s + n_s (mean_s - mean)²` over chunks, over `M` | `dbeta = Σ g`, `dgamma = Σ g x̂` |
+ * | 3 | `y = (x - mean) γ / sqrt(var + eps) + β` (then `+ shortcut`, then ReLU) | `dx` (and `dshortcut = g`) |
+ *
+ * The merges and the backward's third pass write two outputs each, so they are direct
+ * dispatches (`direct.ts`); the others are tfjs programs. With a residual, `bn(x)` is rounded to
+ * f32 before the add and the ReLU is tfjs's, so `y` equals the unfused `relu(add(bn(x),
+ * shortcut))` bit for bit, and so do the gradients (`g` is `dy` where `y > 0`, else 0).
  *
  * The centred two-pass scheme keeps the variance exact for data with a large mean and a small
  * spread (where `E[x²] - E[x]²` in f32 cancels to noise). The gradient also takes the gradients
@@ -24,11 +29,15 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
+import { runDirect, uninitialized } from "./direct.ts";
 import type { ProgramUniforms, WebGPUProgram } from "./gemm_program.ts";
 
 /** Name of the fused training-mode batch-norm op (registered for webgpu by `register.ts`). */
 export const BATCH_NORM_TRAIN_KERNEL = "RegnetBatchNormTrain";
-/** Name of its gradient op: inputs `dy, x, y, mean, variance, gamma, dmean, dvar`. */
+/**
+ * Name of its gradient op: inputs `dy, x, y, mean, variance, gamma, dmean, dvar`; outputs `dx,
+ * dgamma, dbeta`, then `dshortcut` with a residual.
+ */
 export const BATCH_NORM_TRAIN_GRAD_KERNEL = "RegnetBatchNormTrainGrad";
 
 /** Activation fused after the normalization. */
@@ -38,8 +47,13 @@ export type BatchNormActivation = "linear" | "relu";
 export interface BatchNormTrainAttrs {
   /** Added to the variance before the square root (PyTorch's `eps`). */
   epsilon: number;
-  /** Activation applied to the normalized output. */
+  /** Activation applied to the normalized output (after the residual add, if any). */
   activation: BatchNormActivation;
+  /**
+   * Whether the op takes a `shortcut` input (shaped as `x`) added to the normalized output
+   * before the activation: `y = act(bn(x) + shortcut)`, a ResNet block's tail. Absent: false.
+   */
+  residual?: boolean;
 }
 
 /** Calls of the fused kernels since {@link resetFusedBatchNormStats}: proof they ran. */
@@ -63,6 +77,8 @@ export function resetFusedBatchNormStats(): void {
 const TARGET_WORKGROUPS = 256;
 /** Invocations per workgroup of the per-chunk pass. */
 const THREADS = 256;
+/** Rows of the gradient's chunk table after the `2S` partial rows (see `ChunkPassProgram`). */
+const GRAD_EXTRA_ROWS = 6;
 
 /** How the rows are cut into chunks and the channels into tiles. */
 export interface BatchNormPlan {
@@ -129,7 +145,7 @@ const PLAN_UNIFORMS = "rows : i32, chunk : i32, splits : i32, eps : f32,";
  * Per-chunk pass. `stats`: writes rows `2s` (chunk mean) and `2s + 1` (chunk centred sum of
  * squares) of a `[2S, C]` table. `grad`: writes `Σ g` and `Σ g (x - mean)` per chunk, and
  * after the `2S` partial rows four rows `mean, gamma, dmean, dvar` (copied by chunk 0) so that
- * the `dx` pass needs few bindings.
+ * the `dx` pass needs few bindings; two more rows are left for the merge (`dbeta`, `dgamma`).
  */
 class ChunkPassProgram implements WebGPUProgram {
   variableNames: string[];
@@ -154,7 +170,7 @@ class ChunkPassProgram implements WebGPUProgram {
       : ["dy", "x", "mean", "gamma", "dmean", "dvar", ...(this.relu ? ["y"] : [])];
     this.variableComponents = this.variableNames.map(() => plan.vec);
     this.outputComponent = plan.vec;
-    const rows = 2 * plan.splits + (mode === "grad" ? 4 : 0);
+    const rows = 2 * plan.splits + (mode === "grad" ? GRAD_EXTRA_ROWS : 0);
     this.outputShape = [rows, plan.channels * plan.vec];
     this.workgroupSize = [plan.tileC, plan.tileR, 1];
     this.dispatchLayout = { x: [1], y: [0] };
@@ -254,72 +270,162 @@ class ChunkPassProgram implements WebGPUProgram {
   }
 }
 
-/** Per-channel merge of the chunk table: `mean`, `variance`, `dbeta` or `dgamma`, `[C]`. */
-class MergeProgram implements WebGPUProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  uniforms = PLAN_UNIFORMS;
-  private readonly what: "mean" | "variance" | "dbeta" | "dgamma";
-  private readonly channels: number;
-
-  constructor(what: "mean" | "variance" | "dbeta" | "dgamma", channels: number) {
-    this.what = what;
-    this.channels = channels;
-    this.variableNames = what === "dgamma" ? ["part", "variance"] : ["part"];
-    this.outputShape = [channels];
-    this.dispatchLayout = { x: [0] };
-    this.dispatch = [Math.ceil(channels / 64), 1, 1];
-    this.shaderKey = `regnet_bn_merge_${what}_${channels}`;
-  }
-
-  getUserCode(): string {
-    const C = this.channels;
-    const count = `f32(min(uniforms.rows, (s + 1) * uniforms.chunk) - s * uniforms.chunk)`;
-    let body: string;
-    if (this.what === "mean" || this.what === "variance") {
-      body = `
-        let m0 = part[c];
-        var acc = 0.0;
-        for (var s = 0; s < uniforms.splits; s = s + 1) {
-          acc = acc + ${count} * (part[(2 * s) * ${C} + c] - m0);
-        }
-        let mu = m0 + acc / f32(uniforms.rows);`;
-      if (this.what === "mean") {
-        body += `result[c] = mu;`;
-      } else {
-        body += `
-        var m2 = 0.0;
-        for (var s = 0; s < uniforms.splits; s = s + 1) {
-          let d = part[(2 * s) * ${C} + c] - mu;
-          m2 = m2 + part[(2 * s + 1) * ${C} + c] + ${count} * d * d;
-        }
-        result[c] = m2 / f32(uniforms.rows);`;
-      }
-    } else {
-      const row = this.what === "dbeta" ? "2 * s" : "2 * s + 1";
-      const scale = this.what === "dbeta" ? "" : " * inverseSqrt(variance[c] + uniforms.eps)";
-      body = `
-        var acc = 0.0;
-        for (var s = 0; s < uniforms.splits; s = s + 1) {
-          acc = acc + part[(${row}) * ${C} + c];
-        }
-        result[c] = acc${scale};`;
-    }
-    return `
-      fn main(c : i32) {
-        if (c < uniforms.size) {
-          ${body}
-        }
-      }`;
-  }
+/** The plan as a uniform block (WGSL struct `Plan`): rows, chunk, splits, eps, size, padding. */
+function planBytes(p: BatchNormPlan, epsilon: number, size = 0): ArrayBuffer {
+  const bytes = new ArrayBuffer(32);
+  const i32 = new Int32Array(bytes), f32 = new Float32Array(bytes);
+  i32[0] = p.rows;
+  i32[1] = p.chunk;
+  i32[2] = p.splits;
+  f32[3] = epsilon;
+  i32[4] = size;
+  return bytes;
 }
 
-/** Elementwise pass over `x`: the normalized output (`y`) or the input gradient (`dx`). */
+const PLAN_STRUCT = `struct Plan { rows : i32, chunk : i32, splits : i32, eps : f32, size : i32,
+  pad0 : i32, pad1 : i32, pad2 : i32, }`;
+
+/** WGSL storage bindings in order, then the `Plan` uniform block. */
+function bindingDecls(names: [string, "read" | "read_write", string][]): string {
+  const lines = names.map(([name, access, type], i) =>
+    `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;`
+  );
+  lines.push(`@group(0) @binding(${names.length}) var<uniform> uniforms : Plan;`);
+  return `${PLAN_STRUCT}\n${lines.join("\n")}`;
+}
+
+/** Rows `r0..r1` of the chunk `s` as an f32 count (WGSL expression). */
+const CHUNK_COUNT = `f32(min(uniforms.rows, (s + 1) * uniforms.chunk) - s * uniforms.chunk)`;
+
+/**
+ * WGSL of the per-channel merge of the chunk table, one invocation per channel, both outputs
+ * of a pass in one dispatch. `stats`: `mean` (chunk means merged, Chan et al.) and `variance`
+ * (`Σ M2_s + n_s (mean_s - mean)²` over `M`). `grad`: `dbeta = Σ g` and `dgamma = Σ g x̂`, also
+ * copied into rows `2S + 4` and `2S + 5` of the table for the `dx` pass.
+ */
+function mergeCode(what: "stats" | "grad", channels: number): string {
+  const C = channels;
+  let decls: string, body: string;
+  if (what === "stats") {
+    decls = bindingDecls([
+      ["part", "read", "f32"],
+      ["mean", "read_write", "f32"],
+      ["variance", "read_write", "f32"],
+    ]);
+    body = `
+      let m0 = part[c];
+      var acc = 0.0;
+      for (var s = 0; s < uniforms.splits; s = s + 1) {
+        acc = acc + ${CHUNK_COUNT} * (part[(2 * s) * ${C} + c] - m0);
+      }
+      let mu = m0 + acc / f32(uniforms.rows);
+      mean[c] = mu;
+      var m2 = 0.0;
+      for (var s = 0; s < uniforms.splits; s = s + 1) {
+        let d = part[(2 * s) * ${C} + c] - mu;
+        m2 = m2 + part[(2 * s + 1) * ${C} + c] + ${CHUNK_COUNT} * d * d;
+      }
+      variance[c] = m2 / f32(uniforms.rows);`;
+  } else {
+    decls = bindingDecls([
+      ["part", "read_write", "f32"],
+      ["variance", "read", "f32"],
+      ["dbeta", "read_write", "f32"],
+      ["dgamma", "read_write", "f32"],
+    ]);
+    body = `
+      var acc = 0.0;
+      for (var s = 0; s < uniforms.splits; s = s + 1) {
+        acc = acc + part[(2 * s) * ${C} + c];
+      }
+      dbeta[c] = acc;
+      var acc1 = 0.0;
+      for (var s = 0; s < uniforms.splits; s = s + 1) {
+        acc1 = acc1 + part[(2 * s + 1) * ${C} + c];
+      }
+      let dg = acc1 * inverseSqrt(variance[c] + uniforms.eps);
+      dgamma[c] = dg;
+      let t = (2 * uniforms.splits + 4) * ${C} + c;
+      part[t] = acc;
+      part[t + ${C}] = dg;`;
+  }
+  return `${decls}
+    @compute @workgroup_size(64)
+    fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+      let c = i32(gid.x);
+      if (c >= ${C}) {
+        return;
+      }
+      ${body}
+    }`;
+}
+
+/** Largest number of workgroups in one dimension that every WebGPU device allows. */
+const MAX_WORKGROUPS_PER_DIM = 65535;
+
+/** A 1-D range of `n` invocations in workgroups of 64, as a grid WebGPU accepts. */
+function grid64(n: number): [number, number, number] {
+  const groups = Math.max(1, Math.ceil(n / 64));
+  if (groups <= MAX_WORKGROUPS_PER_DIM) return [groups, 1, 1];
+  return [MAX_WORKGROUPS_PER_DIM, Math.ceil(groups / MAX_WORKGROUPS_PER_DIM), 1];
+}
+
+/** The lane width of the elementwise passes: `vec4` when the channels come in fours. */
+function elementVec(channels: number): number {
+  return channels % 4 === 0 ? 4 : 1;
+}
+
+/**
+ * WGSL of the `dx` pass: `dx` from the chunk table (`mean, gamma, dmean, dvar, dbeta, dgamma`
+ * rows after the partials), `variance`, `dy` (masked by `y > 0` after ReLU) and `x`; with a
+ * residual input, also its gradient (the masked `dy`) in the same dispatch.
+ */
+function dxCode(channels: number, relu: boolean, residual: boolean): string {
+  const vec = elementVec(channels);
+  const T = vec === 4 ? "vec4<f32>" : "f32";
+  const CK = channels / vec;
+  const decls = bindingDecls([
+    ["dy", "read", T],
+    ["x", "read", T],
+    ["part", "read", T],
+    ["variance", "read", T],
+    ...(relu ? [["y", "read", T] as [string, "read", string]] : []),
+    ["dx", "read_write", T],
+    ...(residual ? [["dshortcut", "read_write", T] as [string, "read_write", string]] : []),
+  ]);
+  return `${decls}
+    @compute @workgroup_size(64)
+    fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,
+        @builtin(local_invocation_index) lid : u32) {
+      let index = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+      if (index >= uniforms.size) {
+        return;
+      }
+      let c = index % ${CK};
+      let t = 2 * uniforms.splits * ${CK} + c;
+      let mu = part[t];
+      let gam = part[t + ${CK}];
+      let dmu = part[t + ${2 * CK}];
+      let dvr = part[t + ${3 * CK}];
+      let db = part[t + ${4 * CK}];
+      let dg = part[t + ${5 * CK}];
+      let rinv = 1.0 / f32(uniforms.rows);
+      let invstd = inverseSqrt(variance[c] + ${T}(uniforms.eps));
+      let xc = x[index] - mu;
+      var g = dy[index];
+      ${relu ? `g = select(${T}(0.0), g, y[index] > ${T}(0.0));` : ""}
+      let a = gam * invstd;
+      let v = a * (g - db * rinv - xc * invstd * dg * rinv) + (dmu + 2.0 * dvr * xc) * rinv;
+      dx[index] = v;
+      ${residual ? "dshortcut[index] = g;" : ""}
+    }`;
+}
+
+/**
+ * The forward's elementwise pass: `y = (x - mean) γ / sqrt(var + eps) + β`, rounded to f32,
+ * then `+ shortcut` with a residual input, then the activation (the ReLU after a residual as
+ * tfjs's `Relu` computes it, so that the fused op equals `relu(add(bn(x), shortcut))` bit for bit).
+ */
 class ElementwiseProgram implements WebGPUProgram {
   variableNames: string[];
   variableComponents: number[];
@@ -331,60 +437,47 @@ class ElementwiseProgram implements WebGPUProgram {
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
   uniforms = PLAN_UNIFORMS;
-  private readonly what: "y" | "dx";
   private readonly relu: boolean;
+  private readonly residual: boolean;
   private readonly channels: number;
   private readonly vec: number;
 
-  constructor(what: "y" | "dx", shape: number[], relu: boolean) {
-    this.what = what;
+  constructor(shape: number[], relu: boolean, residual: boolean) {
     this.relu = relu;
+    this.residual = residual;
     this.channels = shape[shape.length - 1];
-    this.vec = this.channels % 4 === 0 ? 4 : 1;
-    this.variableNames = what === "y"
-      ? ["x", "mean", "variance", "gamma", "beta"]
-      : ["dy", "x", "part", "variance", "dbeta", "dgamma", ...(relu ? ["y"] : [])];
+    this.vec = elementVec(this.channels);
+    this.variableNames = ["x", "mean", "variance", "gamma", "beta"];
+    if (residual) this.variableNames.push("shortcut");
     this.variableComponents = this.variableNames.map(() => this.vec);
     this.outputComponent = this.vec;
     this.outputShape = shape;
     this.dispatchLayout = { x: shape.map((_, i) => i) };
     const size = shape.reduce((a, b) => a * b, 1) / this.vec;
     this.dispatch = [Math.ceil(size / 64), 1, 1];
-    this.shaderKey = `regnet_bn_${what}_${relu ? "relu" : "lin"}_${this.channels}_${this.vec}`;
+    this.shaderKey = `regnet_bn_y_${relu ? "relu" : "lin"}_${
+      residual ? "res" : "plain"
+    }_${this.channels}_${this.vec}`;
   }
 
   getUserCode(): string {
     const T = this.vec === 4 ? "vec4<f32>" : "f32";
     const CK = this.channels / this.vec;
-    let body: string;
-    if (this.what === "y") {
-      body = `
-        let inv = gamma[c] * inverseSqrt(variance[c] + ${T}(uniforms.eps));
-        var v = (x[index] - mean[c]) * inv + beta[c];
-        ${this.relu ? `v = max(v, ${T}(0.0));` : ""}
-        result[index] = v;`;
-    } else {
-      body = `
-        let t = 2 * uniforms.splits * ${CK} + c;
-        let mu = part[t];
-        let gam = part[t + ${CK}];
-        let dmu = part[t + ${2 * CK}];
-        let dvr = part[t + ${3 * CK}];
-        let rinv = 1.0 / f32(uniforms.rows);
-        let invstd = inverseSqrt(variance[c] + ${T}(uniforms.eps));
-        let xc = x[index] - mu;
-        var g = dy[index];
-        ${this.relu ? `g = select(${T}(0.0), g, y[index] > ${T}(0.0));` : ""}
-        let a = gam * invstd;
-        let v = a * (g - dbeta[c] * rinv - xc * invstd * dgamma[c] * rinv) +
-          (dmu + 2.0 * dvr * xc) * rinv;
-        result[index] = v;`;
+    let activation = "";
+    if (this.relu) {
+      activation = this.residual
+        ? `v = select(v, ${T}(0.0), v < ${T}(0.0));`
+        : `v = max(v, ${T}(0.0));`;
     }
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
           let c = index % ${CK};
-          ${body}
+          let inv = gamma[c] * inverseSqrt(variance[c] + ${T}(uniforms.eps));
+          var v = (x[index] - mean[c]) * inv + beta[c];
+          ${this.residual ? "v = v + shortcut[index];" : ""}
+          ${activation}
+          result[index] = v;
         }
       }`;
   }
@@ -418,20 +511,23 @@ function checkFloat(name: string, infos: Info[]): void {
 }
 
 /**
- * Runs the forward op on the webgpu backend: four dispatches.
+ * Runs the forward op on the webgpu backend: three dispatches (the chunk pass, one merge
+ * writing `mean` and `variance`, the elementwise pass).
  *
  * @param backend the tfjs webgpu backend
- * @param inputs `x` (channels last), `gamma`, `beta`
- * @param attrs epsilon and activation
+ * @param inputs `x` (channels last), `gamma`, `beta`, and `shortcut` (shaped as `x`) when
+ *   `attrs.residual`
+ * @param attrs epsilon, activation, residual
  * @returns `[y, mean, variance]`
  */
 export function runBatchNormTrain(
   backend: WebGPUBackend,
-  inputs: { x: Info; gamma: Info; beta: Info },
+  inputs: { x: Info; gamma: Info; beta: Info; shortcut?: Info },
   attrs: BatchNormTrainAttrs,
 ): Info[] {
   const { x, gamma, beta } = inputs;
-  checkFloat(BATCH_NORM_TRAIN_KERNEL, [x, gamma, beta]);
+  const shortcut = residualInput(BATCH_NORM_TRAIN_KERNEL, x, inputs.shortcut, attrs);
+  checkFloat(BATCH_NORM_TRAIN_KERNEL, [x, gamma, beta, ...(shortcut ? [shortcut] : [])]);
   const { rows, channels } = shapeFacts(x);
   if (rows === 0 || channels === 0) throw new Error(`${BATCH_NORM_TRAIN_KERNEL}: empty input`);
   const plan = planFor(rows, channels);
@@ -444,30 +540,51 @@ export function runBatchNormTrain(
     "float32",
     u,
   );
-  const mean = backend.runWebGPUProgram(new MergeProgram("mean", channels), [part], "float32", u);
-  const variance = backend.runWebGPUProgram(
-    new MergeProgram("variance", channels),
-    [part],
-    "float32",
-    u,
-  );
+  const mean = uninitialized(backend, [channels]);
+  const variance = uninitialized(backend, [channels]);
+  runDirect(backend, {
+    key: `regnet_bn_merge_stats_${channels}`,
+    code: () => mergeCode("stats", channels),
+    bindings: [
+      { tensor: part, access: "read" },
+      { tensor: mean, access: "read_write" },
+      { tensor: variance, access: "read_write" },
+    ],
+    uniforms: planBytes(plan, attrs.epsilon),
+    workgroups: [Math.ceil(channels / 64), 1, 1],
+  });
   backend.disposeData(part.dataId);
   const y = backend.runWebGPUProgram(
-    new ElementwiseProgram("y", x.shape, relu),
-    [x, mean, variance, gamma, beta],
+    new ElementwiseProgram(x.shape, relu, shortcut !== undefined),
+    [x, mean, variance, gamma, beta, ...(shortcut ? [shortcut] : [])],
     "float32",
     u,
   );
   return [y, mean, variance];
 }
 
+/** The residual input when `attrs.residual` (shaped as `x`), else none; throws on a mismatch. */
+function residualInput(
+  name: string,
+  x: Info,
+  shortcut: Info | undefined,
+  attrs: BatchNormTrainAttrs,
+): Info | undefined {
+  if (!attrs.residual) return undefined;
+  if (!shortcut || shortcut.shape.join() !== x.shape.join()) {
+    throw new Error(`${name}: residual needs a shortcut shaped as x [${x.shape}]`);
+  }
+  return shortcut;
+}
+
 /**
- * Runs the gradient op on the webgpu backend: four dispatches.
+ * Runs the gradient op on the webgpu backend: three dispatches (the chunk pass, one merge
+ * writing `dbeta` and `dgamma`, one pass writing `dx` and, with a residual, its gradient).
  *
  * @param backend the tfjs webgpu backend
  * @param inputs upstream gradients (`dy`, `dmean`, `dvar`), the saved forward tensors
- * @param attrs epsilon and activation (as in the forward call)
- * @returns `[dx, dgamma, dbeta]`
+ * @param attrs epsilon, activation, residual (as in the forward call)
+ * @returns `[dx, dgamma, dbeta]`, then `dshortcut` when `attrs.residual`
  */
 export function runBatchNormTrainGrad(
   backend: WebGPUBackend,
@@ -489,6 +606,7 @@ export function runBatchNormTrainGrad(
   const plan = planFor(rows, channels);
   const u = planUniforms(plan, attrs.epsilon);
   const relu = attrs.activation === "relu";
+  const residual = attrs.residual === true;
   fusedBatchNormStats.backward++;
   const part = backend.runWebGPUProgram(
     new ChunkPassProgram("grad", plan, relu),
@@ -496,21 +614,40 @@ export function runBatchNormTrainGrad(
     "float32",
     u,
   );
-  const dbeta = backend.runWebGPUProgram(new MergeProgram("dbeta", channels), [part], "float32", u);
-  const dgamma = backend.runWebGPUProgram(
-    new MergeProgram("dgamma", channels),
-    [part, variance],
-    "float32",
-    u,
-  );
-  const dx = backend.runWebGPUProgram(
-    new ElementwiseProgram("dx", x.shape, relu),
-    [dy, x, part, variance, dbeta, dgamma, ...(relu ? [y] : [])],
-    "float32",
-    u,
-  );
+  const dbeta = uninitialized(backend, [channels]);
+  const dgamma = uninitialized(backend, [channels]);
+  runDirect(backend, {
+    key: `regnet_bn_merge_grad_${channels}`,
+    code: () => mergeCode("grad", channels),
+    bindings: [
+      { tensor: part, access: "read_write" },
+      { tensor: variance, access: "read" },
+      { tensor: dbeta, access: "read_write" },
+      { tensor: dgamma, access: "read_write" },
+    ],
+    uniforms: planBytes(plan, attrs.epsilon),
+    workgroups: [Math.ceil(channels / 64), 1, 1],
+  });
+  const dx = uninitialized(backend, x.shape);
+  const dshortcut = residual ? uninitialized(backend, x.shape) : null;
+  const size = rows * channels / elementVec(channels);
+  runDirect(backend, {
+    key: `regnet_bn_dx_${relu ? "relu" : "lin"}_${residual ? "res" : "plain"}_${channels}`,
+    code: () => dxCode(channels, relu, residual),
+    bindings: [
+      { tensor: dy, access: "read" },
+      { tensor: x, access: "read" },
+      { tensor: part, access: "read" },
+      { tensor: variance, access: "read" },
+      ...(relu ? [{ tensor: y, access: "read" as const }] : []),
+      { tensor: dx, access: "read_write" },
+      ...(dshortcut ? [{ tensor: dshortcut, access: "read_write" as const }] : []),
+    ],
+    uniforms: planBytes(plan, attrs.epsilon, size),
+    workgroups: grid64(size),
+  });
   backend.disposeData(part.dataId);
-  return [dx, dgamma, dbeta];
+  return dshortcut ? [dx, dgamma, dbeta, dshortcut] : [dx, dgamma, dbeta];
 }
 
 /** Marks the kernel functions of this module. */
@@ -523,12 +660,18 @@ tf.registerGradient({
   gradFunc: (dys, saved, attrs) => {
     const [dy, dmean, dvar] = dys as tf.Tensor[];
     const [x, gamma, y, mean, variance] = saved;
-    const [dx, dgamma, dbeta] = tf.engine().runKernel(
+    const [dx, dgamma, dbeta, dshortcut] = tf.engine().runKernel(
       BATCH_NORM_TRAIN_GRAD_KERNEL,
       { dy, x, y, mean, variance, gamma, dmean, dvar },
       attrs as unknown as tf.NamedAttrMap,
     ) as tf.Tensor[];
-    return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
+    const grads: Record<string, () => tf.Tensor> = {
+      x: () => dx,
+      gamma: () => dgamma,
+      beta: () => dbeta,
+    };
+    if (dshortcut) grads.shortcut = () => dshortcut;
+    return grads;
   },
 });
 
@@ -547,7 +690,7 @@ export function registerBatchNormKernels(): void {
   const forward: tf.KernelFunc = (args) =>
     runBatchNormTrain(
       args.backend as WebGPUBackend,
-      args.inputs as { x: Info; gamma: Info; beta: Info },
+      args.inputs as { x: Info; gamma: Info; beta: Info; shortcut?: Info },
       args.attrs as unknown as BatchNormTrainAttrs,
     );
   const backward: tf.KernelFunc = (args) =>
@@ -603,11 +746,12 @@ export function fusedBatchNormAvailable(): boolean {
 
 /**
  * The fused op: training-mode batch normalization over all axes but the last, then the
- * activation. Differentiable (the gradient runs {@link BATCH_NORM_TRAIN_GRAD_KERNEL}).
+ * residual add (with a `shortcut`), then the activation. Differentiable (the gradient runs {@link BATCH_NORM_TRAIN_GRAD_KERNEL}).
  * Needs a backend with the kernel ({@link fusedBatchNormAvailable}).
  *
  * @param x input, channels last, float32, not empty
- * @param params `gamma`, `beta` (`[C]`), `epsilon`, and the activation (`"linear"` default)
+ * @param params `gamma`, `beta` (`[C]`), `epsilon`, the activation (`"linear"` default), and
+ *   a `shortcut` shaped as `x` to add before the activation (`y = act(bn(x) + shortcut)`)
  * @returns the output and the batch mean and biased variance
  * @example
  * ```ts ignore
@@ -621,15 +765,19 @@ export function batchNormTrain(
     beta: tf.Tensor1D;
     epsilon: number;
     activation?: BatchNormActivation;
+    shortcut?: tf.Tensor;
   },
 ): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
   const attrs: BatchNormTrainAttrs = {
     epsilon: params.epsilon,
     activation: params.activation ?? "linear",
+    residual: params.shortcut !== undefined,
   };
+  const inputs: tf.NamedTensorMap = { x, gamma: params.gamma, beta: params.beta };
+  if (params.shortcut) inputs.shortcut = params.shortcut;
   const [y, mean, variance] = tf.engine().runKernel(
     BATCH_NORM_TRAIN_KERNEL,
-    { x, gamma: params.gamma, beta: params.beta },
+    inputs,
     attrs as unknown as tf.NamedAttrMap,
   ) as tf.Tensor[];
   return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };

@@ -1,10 +1,20 @@
 /**
  * Counting kernel dispatches: every program the webgpu backend runs is one dispatch, so wrapping
- * its `runWebGPUProgram` counts them. Used by the benchmark and by the kernel tests.
+ * its `runWebGPUProgram` counts them; the direct dispatches of `direct.ts` count themselves in
+ * {@link directDispatchStats}. Used by the benchmark and by the kernel tests.
  *
  * @module
  */
 import { tf } from "../deps.ts";
+
+/**
+ * Dispatches recorded outside `runWebGPUProgram` (direct dispatches of `direct.ts` and replayed
+ * ones of `capture.ts`) and the bind groups `direct.ts` created, since the process started.
+ */
+export const directDispatchStats: { dispatches: number; bindGroups: number } = {
+  dispatches: 0,
+  bindGroups: 0,
+};
 
 type Runner = { runWebGPUProgram?: (...args: unknown[]) => unknown };
 
@@ -29,7 +39,7 @@ export async function countDispatches(fn: () => unknown): Promise<number> {
     await fn();
     return 0;
   }
-  let n = 0;
+  let n = -directDispatchStats.dispatches;
   backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
     n++;
     return original.apply(this, args);
@@ -39,5 +49,5 @@ export async function countDispatches(fn: () => unknown): Promise<number> {
   } finally {
     backend.runWebGPUProgram = original;
   }
-  return n;
+  return n + directDispatchStats.dispatches;
 }

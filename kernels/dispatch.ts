@@ -33,6 +33,7 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
+import { pinnedUniforms, recorder } from "./recorder.ts";
 
 /** Options of {@link installDispatchCache}. */
 export interface DispatchCacheOptions {
@@ -278,7 +279,10 @@ function uniformFields(
 
 /** Drops both caches; their uniform buffers are destroyed after the next submit. */
 function flush(state: PatchState): void {
-  for (const u of state.uniforms.values()) state.retired.push(u.buffer);
+  // A buffer a live recording replays is kept (dropped from the cache, not destroyed).
+  for (const u of state.uniforms.values()) {
+    if (!pinnedUniforms.has(u.buffer)) state.retired.push(u.buffer);
+  }
   state.uniforms.clear();
   state.bindGroups.clear();
   state.stats.flushes++;
@@ -291,11 +295,13 @@ function makeRecord(stock: RecordFn, state: PatchState): RecordFn {
       pipeline instanceof Promise || this.activeTimers != null || program.pixelsOpType != null
     ) {
       state.stats.fallbacks++;
+      recorder.current?.unsupported(`${program.shaderKey}: stock dispatch path`);
       return stock.call(this, program, output, inputs, programUniforms);
     }
     const outBuf = this.tensorMap.get(output.dataId)?.resource;
     if (!(outBuf instanceof GPUBuffer)) {
       state.stats.fallbacks++;
+      recorder.current?.unsupported(`${program.shaderKey}: output is not a buffer`);
       return stock.call(this, program, output, inputs, programUniforms);
     }
     const inBufs: GPUBuffer[] = new Array(inputs.length);
@@ -303,6 +309,7 @@ function makeRecord(stock: RecordFn, state: PatchState): RecordFn {
       const r = this.tensorMap.get(inputs[i].dataId)?.resource;
       if (!(r instanceof GPUBuffer)) {
         state.stats.fallbacks++;
+        recorder.current?.unsupported(`${program.shaderKey}: input is not a buffer`);
         return stock.call(this, program, output, inputs, programUniforms);
       }
       inBufs[i] = r;
@@ -310,6 +317,7 @@ function makeRecord(stock: RecordFn, state: PatchState): RecordFn {
     const size = packUniforms(state, uniformFields(program, output, inputs, programUniforms));
     if (size < 0) {
       state.stats.fallbacks++;
+      recorder.current?.unsupported(`${program.shaderKey}: uniform field too long`);
       return stock.call(this, program, output, inputs, programUniforms);
     }
     const { options, stats } = state;
@@ -367,6 +375,13 @@ function makeRecord(stock: RecordFn, state: PatchState): RecordFn {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(program.dispatch[0], program.dispatch[1], program.dispatch[2]);
+    recorder.current?.dispatch(
+      pipeline,
+      bindGroup,
+      program.dispatch,
+      [outBuf, ...inBufs],
+      uniform.buffer,
+    );
     this.dispatchCountInPass++;
     stats.dispatches++;
     if ((tf.env().get(SUBMIT_FLAG) as number) <= this.dispatchCountInPass) {

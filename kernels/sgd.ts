@@ -1,15 +1,11 @@
 /**
- * The SGD update of one parameter (`torch.optim.SGD`: weight decay, momentum, dampening,
- * Nesterov) as a custom tfjs kernel, `RegnetSgdStep`, in one or two WebGPU dispatches instead of
- * the five to seven elementwise kernels of the tf-ops formulation.
+ * The SGD update of every parameter at once (`torch.optim.SGD`: weight decay, momentum,
+ * dampening, Nesterov), in place, as a multi-tensor kernel: a ResNet20's 65 parameters and
+ * momentum buffers take 5 dispatches (at 64 storage buffers per dispatch), where one tfjs
+ * program per output would take 130. Parameters and buffers keep their GPU buffers from step to
+ * step, as PyTorch's do.
  *
- * Inputs `param`, `grad` and, after the first step, `buffer` (the momentum buffer); outputs the
- * new parameter and, when momentum is on, the new momentum buffer. WebGPU allows one writable
- * binding per dispatch and a buffer may not be read and written in one dispatch, so with momentum
- * the kernel runs two small programs: the first writes the new buffer, the second the new
- * parameter (it re-derives `d` from the same inputs in the same order, so both see the same
- * values). Every arithmetic step is the float32 step torch (and the tf-ops path) takes, in the
- * same order:
+ * Every arithmetic step is the float32 step torch (and the tf-ops path) takes, in the same order:
  *
  * ```
  * d = g + wd * p                                       (when wd != 0)
@@ -24,16 +20,14 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
-import type { ProgramUniforms, WebGPUProgram } from "./gemm_program.ts";
+import { ownedForWrite, privateCopy, uninitialized } from "./direct.ts";
+import { type MultiTensorKernel, runMultiTensor } from "./multi_tensor.ts";
 
-/** The kernel name `SGD.step` looks up with `tf.getKernel`. */
-export const SGD_KERNEL_NAME = "RegnetSgdStep";
-
-/** Attributes of the {@link SGD_KERNEL_NAME} kernel (torch's `SGD` hyperparameters). */
-export interface SgdKernelAttrs {
+/** Hyperparameters of one update (torch's `SGD` ones). */
+export interface SgdHyper {
   /** Learning rate. */
   lr: number;
-  /** Momentum factor (0: no buffer, one output). */
+  /** Momentum factor (0: no buffer). */
   momentum: number;
   /** Weight decay added to the gradient. */
   weightDecay: number;
@@ -41,11 +35,21 @@ export interface SgdKernelAttrs {
   dampening: number;
   /** Nesterov momentum. */
   nesterov: boolean;
-  /** First step: the buffer starts as `d` (no `buffer` input). */
-  first: boolean;
 }
 
-/** Kernel calls and WebGPU dispatches since the last {@link resetSgdKernelStats}. */
+/** One parameter of an in-place update. */
+export interface SgdSlot {
+  /** The parameter (float32). */
+  param: tf.Variable;
+  /** Its gradient (float32, the parameter's shape). */
+  grad: tf.Tensor;
+  /** Its momentum buffer; `null` on the first step (a buffer is made) or without momentum. */
+  buffer: tf.Variable | null;
+  /** Name of a new buffer (the tfjs variable name). */
+  bufferName: string;
+}
+
+/** Updates and dispatches since the last {@link resetSgdKernelStats}. */
 export const sgdKernelStats = { calls: 0, dispatches: 0 };
 
 /** Zeroes {@link sgdKernelStats}. */
@@ -54,189 +58,104 @@ export function resetSgdKernelStats(): void {
   sgdKernelStats.dispatches = 0;
 }
 
-/** Which value a program writes. */
-type Target = "buffer" | "param";
-/** How the program gets the step direction `d` for the parameter update. */
-type Direction = "grad" | "buffer" | "nesterov";
-
-/**
- * One elementwise SGD program over a flat view of the parameter: writes either the new momentum
- * buffer or the new parameter. Uniforms: `lr, momentum, wd, omd` (omd = 1 - dampening).
- */
-export class SgdProgram implements WebGPUProgram {
-  /** Input buffer names, in the order the tensors are passed. */
-  variableNames: string[];
-  /** Components per input element. */
-  variableComponents: number[];
-  /** Components per output element (4 when the size is a multiple of 4). */
-  outputComponent: number;
-  /** Flat output shape. */
-  outputShape: number[];
-  /** Cache key of the compiled pipeline. */
-  shaderKey: string;
-  /** Flat dispatch. */
-  dispatchLayout: { x: number[] };
-  /** Workgroups per dimension. */
-  dispatch: [number, number, number];
-  /** Invocations per workgroup. */
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  /** Ask the backend for the `size` uniform. */
-  size = true;
-  /** Program-defined uniforms. */
-  uniforms = "lr : f32, momentum : f32, wd : f32, omd : f32,";
-  private readonly target: Target;
-  private readonly direction: Direction;
-  private readonly first: boolean;
-  private readonly decay: boolean;
-
-  /**
-   * Builds one program.
-   *
-   * @param n elements of the parameter
-   * @param opts what to write, how `d` is formed, first step, weight decay on
-   */
-  constructor(
-    n: number,
-    opts: { target: Target; direction: Direction; first: boolean; decay: boolean },
-  ) {
-    this.target = opts.target;
-    this.direction = opts.direction;
-    this.first = opts.first;
-    this.decay = opts.decay;
-    const names = this.needsGrad() ? ["G"] : [];
-    if (this.needsParam()) names.push("P");
-    if (this.needsBuffer()) names.push("M");
-    this.variableNames = names;
-    const c = n % 4 === 0 ? 4 : 1;
-    this.outputComponent = c;
-    this.variableComponents = names.map(() => c);
-    this.outputShape = [n];
-    this.dispatchLayout = { x: [0] };
-    this.dispatch = [Math.ceil(n / c / this.workgroupSize[0]), 1, 1];
-    this.shaderKey = `regnet_sgd_${this.target}_${this.direction}_${this.first ? 1 : 0}` +
-      `${this.decay ? 1 : 0}_${c}`;
-  }
-
-  /** The gradient is read unless the parameter update only needs the new buffer. */
-  private needsGrad(): boolean {
-    return this.target === "buffer" || this.direction !== "buffer";
-  }
-
-  /** The parameter is read for weight decay and for its own update. */
-  private needsParam(): boolean {
-    return this.target === "param" || this.decay;
-  }
-
-  /** The (old or new) momentum buffer is read unless this is the first buffer write. */
-  private needsBuffer(): boolean {
-    return this.target === "buffer" ? !this.first : this.direction !== "grad";
-  }
-
-  /**
-   * The shader source after the backend's preamble.
-   *
-   * @returns the WGSL body
-   */
-  getUserCode(): string {
-    const t = this.outputComponent === 4 ? "vec4<f32>" : "f32";
-    // d = g + wd * p, as `grad.add(param.mul(wd))`.
-    const decayed = this.decay ? "G[index] + P[index] * uniforms.wd" : "G[index]";
-    let body: string;
-    if (this.target === "buffer") {
-      body = this.first ? `let b : ${t} = ${decayed};` : `let d : ${t} = ${decayed};
-           let b : ${t} = M[index] * uniforms.momentum + d * uniforms.omd;`;
-      body += "\nsetOutputAtIndex(index, b);";
-    } else {
-      const d = this.direction === "grad"
-        ? `let d : ${t} = ${decayed};`
-        : this.direction === "buffer"
-        ? `let d : ${t} = M[index];`
-        : `let g : ${t} = ${decayed};
-           let d : ${t} = g + M[index] * uniforms.momentum;`;
-      body = `${d}
-        setOutputAtIndex(index, P[index] - d * uniforms.lr);`;
-    }
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          ${body}
-        }
-      }`;
-  }
+/** The kernel for a configuration. Items: `[param, grad]` or `[param, buffer, grad]`. */
+function sgdKernel(h: SgdHyper, first: boolean): MultiTensorKernel {
+  const decay = h.weightDecay !== 0;
+  const momentum = h.momentum !== 0;
+  const name = `regnet_sgd_${momentum ? 1 : 0}${first ? 1 : 0}${decay ? 1 : 0}` +
+    `${h.nesterov ? 1 : 0}`;
+  // p = (lr, momentum, wd, 1 - dampening)
+  return {
+    name,
+    accesses: momentum ? ["read_write", "read_write", "read"] : ["read_write", "read"],
+    body: (t, type) => {
+      const P = t(0), G = momentum ? t(2) : t(1), M = t(1);
+      const lines = [`let d : ${type} = ${decay ? `${G}[i] + ${P}[i] * p.z` : `${G}[i]`};`];
+      let direction = "d";
+      if (momentum) {
+        lines.push(
+          first ? `let b : ${type} = d;` : `let b : ${type} = ${M}[i] * p.y + d * p.w;`,
+          `${M}[i] = b;`,
+        );
+        direction = h.nesterov ? "(d + b * p.y)" : "b";
+      }
+      lines.push(`${P}[i] = ${P}[i] - ${direction} * p.x;`);
+      return lines.join("\n");
+    },
+  };
 }
 
-/** Float32 uniforms in the order of {@link SgdProgram.uniforms}. */
-function sgdUniforms(a: SgdKernelAttrs): ProgramUniforms {
-  return [
-    { type: "float32", data: [a.lr] },
-    { type: "float32", data: [a.momentum] },
-    { type: "float32", data: [a.weightDecay] },
-    { type: "float32", data: [1 - a.dampening] },
-  ];
-}
-
-/** A flat view of a tensor (same data, shape `[n]`): keeps the shader independent of rank. */
-function flat(t: tf.TensorInfo): tf.TensorInfo {
-  return { dataId: t.dataId, shape: [tf.util.sizeFromShape(t.shape)], dtype: t.dtype };
+/** `v`, or `v` moved to a buffer of its own when another tensor shares its data. */
+function owned(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
+  if (!ownedForWrite(backend, v)) {
+    const copy = privateCopy(backend, v);
+    v.assign(copy);
+    copy.dispose();
+  }
+  return v;
 }
 
 /**
- * Runs one SGD update on the webgpu backend.
+ * One in-place SGD update of every slot on the webgpu backend (see the module doc). Buffers made
+ * for slots without one are returned, in slot order (`null` where a slot had one or momentum is
+ * off); they are new variables the caller keeps.
  *
- * @param backend the tfjs webgpu backend
- * @param inputs the parameter, its gradient and (unless first or momentum 0) the momentum buffer
- * @param attrs hyperparameters
- * @returns `[newParam]`, or `[newParam, newBuffer]` when momentum is on
+ * @param backend the webgpu backend
+ * @param slots parameters, gradients and buffers
+ * @param h hyperparameters
+ * @returns the new buffers, by slot
  */
-export function runSgdStep(
+export function sgdStepInPlace(
   backend: WebGPUBackend,
-  inputs: { param: tf.TensorInfo; grad: tf.TensorInfo; buffer?: tf.TensorInfo },
-  attrs: SgdKernelAttrs,
-): tf.TensorInfo[] {
-  const { param, grad, buffer } = inputs;
-  for (const t of [grad, buffer]) {
-    if (t !== undefined && !tf.util.arraysEqual(t.shape, param.shape)) {
-      throw new Error(`${SGD_KERNEL_NAME}: shape ${t.shape} differs from the parameter's`);
+  slots: readonly SgdSlot[],
+  h: SgdHyper,
+): (tf.Variable | null)[] {
+  const params = [h.lr, h.momentum, h.weightDecay, 1 - h.dampening];
+  const withMomentum = h.momentum !== 0;
+  const made: (tf.Variable | null)[] = [];
+  const later: { tensors: tf.TensorInfo[]; params: number[] }[] = [];
+  const first: { tensors: tf.TensorInfo[]; params: number[] }[] = [];
+  const temporaries: tf.Tensor[] = [];
+  for (const s of slots) {
+    if (!tf.util.arraysEqual(s.grad.shape, s.param.shape)) {
+      throw new Error(`SGD: gradient shape [${s.grad.shape}] differs from [${s.param.shape}]`);
+    }
+    const param = owned(backend, s.param);
+    let grad = s.grad;
+    if (grad.dataId === param.dataId || (s.buffer && grad.dataId === s.buffer.dataId)) {
+      grad = privateCopy(backend, grad);
+      temporaries.push(grad);
+    }
+    if (!withMomentum) {
+      later.push({ tensors: [param, grad], params });
+      made.push(null);
+    } else if (s.buffer) {
+      later.push({ tensors: [param, owned(backend, s.buffer), grad], params });
+      made.push(null);
+    } else {
+      const fresh = uninitialized(backend, param.shape);
+      const buffer = tf.variable(fresh, false, s.bufferName);
+      fresh.dispose();
+      first.push({ tensors: [param, buffer, grad], params });
+      made.push(buffer);
     }
   }
-  const withMomentum = attrs.momentum !== 0;
-  if (withMomentum && !attrs.first && buffer === undefined) {
-    throw new Error(`${SGD_KERNEL_NAME}: a momentum buffer is required after the first step`);
-  }
-  const n = tf.util.sizeFromShape(param.shape);
-  const decay = attrs.weightDecay !== 0;
-  const uniforms = sgdUniforms(attrs);
-  const byName: Record<string, tf.TensorInfo | undefined> = {
-    G: flat(grad),
-    P: flat(param),
-    M: buffer && flat(buffer),
-  };
-  const run = (program: SgdProgram, extra?: tf.TensorInfo): tf.TensorInfo => {
-    const ins = program.variableNames.map((v) => v === "M" && extra ? extra : byName[v]!);
-    const out = backend.makeTensorInfo(param.shape, "float32");
-    sgdKernelStats.dispatches++;
-    return backend.runWebGPUProgram(program, ins, "float32", uniforms, out);
-  };
   sgdKernelStats.calls++;
-  if (!withMomentum) {
-    return [run(new SgdProgram(n, { target: "param", direction: "grad", first: false, decay }))];
+  if (first.length > 0) {
+    sgdKernelStats.dispatches += runMultiTensor(backend, sgdKernel(h, true), first);
   }
-  const nextBuffer = run(
-    new SgdProgram(n, { target: "buffer", direction: "grad", first: attrs.first, decay }),
-  );
-  const direction: Direction = attrs.nesterov ? "nesterov" : "buffer";
-  const nextParam = run(
-    new SgdProgram(n, { target: "param", direction, first: false, decay }),
-    flat(nextBuffer),
-  );
-  return [nextParam, nextBuffer];
+  if (later.length > 0) {
+    sgdKernelStats.dispatches += runMultiTensor(backend, sgdKernel(h, false), later);
+  }
+  tf.dispose(temporaries);
+  return made;
 }
 
-/** Marks our kernel function, so that a second copy of this module recognises it. */
-const FAST_SGD = Symbol.for("regnet-vision.fastSgdKernel");
+let enabled = false;
 
 /**
- * Registers the {@link SGD_KERNEL_NAME} kernel for the webgpu backend. Idempotent.
+ * Turns the in-place SGD update on for the webgpu backend (`SGD.step` uses it there).
+ * `registerFastKernels` calls it. Idempotent.
  *
  * @example
  * ```ts
@@ -246,23 +165,11 @@ const FAST_SGD = Symbol.for("regnet-vision.fastSgdKernel");
  * ```
  */
 export function registerSgdKernel(): void {
-  if (tf.getKernel(SGD_KERNEL_NAME, "webgpu") !== undefined) return;
-  const kernelFunc: tf.KernelFunc = (args) => {
-    const { param, grad, buffer } = args.inputs as {
-      param: tf.TensorInfo;
-      grad: tf.TensorInfo;
-      buffer?: tf.TensorInfo;
-    };
-    const attrs = args.attrs as unknown as SgdKernelAttrs;
-    return runSgdStep(args.backend as WebGPUBackend, { param, grad, buffer }, attrs);
-  };
-  (kernelFunc as unknown as Record<symbol, boolean>)[FAST_SGD] = true;
-  tf.registerKernel({ kernelName: SGD_KERNEL_NAME, backendName: "webgpu", kernelFunc });
+  enabled = true;
 }
 
 /**
- * Removes the {@link SGD_KERNEL_NAME} kernel from the webgpu backend (when this module
- * registered it). Idempotent.
+ * Turns the in-place SGD update off (`SGD.step` then uses tf ops). Idempotent.
  *
  * @example
  * ```ts
@@ -271,13 +178,14 @@ export function registerSgdKernel(): void {
  * ```
  */
 export function unregisterSgdKernel(): void {
-  if (sgdKernelRegistered()) tf.unregisterKernel(SGD_KERNEL_NAME, "webgpu");
+  enabled = false;
 }
 
 /**
- * Whether this module's SGD kernel is registered for the webgpu backend.
+ * Whether `SGD.step` updates in place on the current backend: the kernel is on and the
+ * backend is webgpu.
  *
- * @returns true when registered
+ * @returns true when the in-place update applies
  * @example
  * ```ts
  * import { sgdKernelRegistered } from "./sgd.ts";
@@ -285,7 +193,5 @@ export function unregisterSgdKernel(): void {
  * ```
  */
 export function sgdKernelRegistered(): boolean {
-  const config = tf.getKernel(SGD_KERNEL_NAME, "webgpu");
-  return config !== undefined &&
-    (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_SGD] === true;
+  return enabled && tf.getBackend() === "webgpu";
 }

@@ -14,6 +14,7 @@ import {
   convGruStep,
   convRnnStep,
   runningStatsUpdate,
+  runningStatsUpdateInPlace,
 } from "./ops.ts";
 
 type Kwargs = Record<string, unknown>;
@@ -179,6 +180,11 @@ export class Conv2d extends tf.layers.Layer implements TorchModule {
   }
 }
 
+/** The first input's shape of a layer taking one or several inputs. */
+function firstShape(inputShape: Shape | Shape[]): Shape {
+  return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+}
+
 /** Arguments of {@link BatchNorm2d}. */
 export interface BatchNorm2dArgs {
   /** PyTorch module name, which is the layer's name. */
@@ -187,8 +193,17 @@ export interface BatchNorm2dArgs {
   epsilon?: number;
   /** PyTorch's momentum of the running averages; 0.1 when absent. */
   momentum?: number;
-  /** `relu` applies a ReLU after the normalization (fused on webgpu); `linear` when absent. */
+  /**
+   * `relu` applies a ReLU after the normalization (and after the residual add, if any; fused on
+   * webgpu); `linear` when absent.
+   */
   activation?: "linear" | "relu";
+  /**
+   * Whether the layer takes two inputs `[x, shortcut]` and adds the shortcut to the normalized
+   * `x` before the activation: `act(bn(x) + shortcut)` (a ResNet block's tail, fused on webgpu).
+   * False when absent.
+   */
+  residual?: boolean;
   /** Whether gamma and beta are trained. */
   trainable?: boolean;
 }
@@ -205,6 +220,7 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
   private readonly epsilon: number;
   private readonly momentum: number;
   private readonly activation: "linear" | "relu";
+  private readonly residual: boolean;
   private gamma!: LayerVariable;
   private beta!: LayerVariable;
   private runningMean!: LayerVariable;
@@ -212,16 +228,17 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
   private batchesTracked!: LayerVariable;
   private pending: BatchStats | null = null;
 
-  /** @param args name, eps and momentum */
+  /** @param args name, eps, momentum, activation, residual */
   constructor(args: BatchNorm2dArgs) {
     super({ name: args.name, trainable: args.trainable });
     this.epsilon = args.epsilon ?? 1e-5;
     this.momentum = args.momentum ?? 0.1;
     this.activation = args.activation ?? "linear";
+    this.residual = args.residual ?? false;
   }
 
   override build(inputShape: Shape | Shape[]): void {
-    const c = (inputShape as Shape)[3]!;
+    const c = firstShape(inputShape)[3]!;
     this.gamma = this.addWeight("weight", [c], "float32", tf.initializers.ones());
     this.beta = this.addWeight("bias", [c], "float32", tf.initializers.zeros());
     const init = (i: Initializer, name: string, shape: number[]) =>
@@ -232,13 +249,25 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
     this.built = true;
   }
 
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
+    return firstShape(inputShape);
+  }
+
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
-    const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    if (this.residual !== (list.length === 2)) {
+      throw new Error(
+        `${this.name}: takes ${this.residual ? "[x, shortcut]" : "one input"}, got ${list.length}`,
+      );
+    }
+    const x = list[0] as tf.Tensor4D;
+    const shortcut = this.residual ? list[1] as tf.Tensor4D : undefined;
     const gamma = this.gamma.read() as tf.Tensor1D, beta = this.beta.read() as tf.Tensor1D;
     if (kwargs["training"] !== true) {
       return tf.tidy(() => {
         const mean = this.runningMean.read(), variance = this.runningVar.read();
-        const y = tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon);
+        const normalized = tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon);
+        const y = shortcut ? tf.add(normalized, shortcut) : normalized;
         return this.activation === "relu" ? tf.relu(y) : y;
       });
     }
@@ -246,6 +275,7 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
     const { y, mean, variance } = tf.tidy(() => {
       const { y, stats } = batchNormTraining(x, gamma, beta, this.epsilon, {
         activation: this.activation,
+        shortcut,
       });
       return { y, mean: stats.mean, variance: stats.variance };
     });
@@ -259,21 +289,64 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
    * the batch; does nothing when no training-mode batch ran since the last call.
    */
   commitRunningStats(): void {
-    if (!this.pending) return;
-    const stats = this.pending;
-    this.pending = null;
-    tf.tidy(() => {
-      const update = runningStatsUpdate(
-        this.runningMean.read() as tf.Tensor1D,
-        this.runningVar.read() as tf.Tensor1D,
-        stats,
-        this.momentum,
-      );
-      this.runningMean.write(update.mean);
-      this.runningVar.write(update.variance);
-      this.batchesTracked.write(this.batchesTracked.read().add(1));
-    });
-    tf.dispose([stats.mean, stats.variance]);
+    BatchNorm2d.commitAll([this]);
+  }
+
+  /**
+   * {@link BatchNorm2d.commitRunningStats} for every BatchNorm2d among `layers` that ran a
+   * training-mode batch (others are skipped), in one multi-tensor update where the backend has
+   * it.
+   *
+   * @param layers a model's layers
+   * @param options `countBatches: false` leaves `num_batches_tracked` to the caller
+   *   ({@link BatchNorm2d.countBatches}); true when absent
+   * @returns the layers updated
+   */
+  static commitAll(
+    layers: Iterable<unknown>,
+    options: { countBatches?: boolean } = {},
+  ): BatchNorm2d[] {
+    const ready: BatchNorm2d[] = [];
+    for (const l of layers) if (l instanceof BatchNorm2d && l.pending) ready.push(l);
+    if (ready.length === 0) return ready;
+    const done = runningStatsUpdateInPlace(ready.map((l) => ({
+      runningMean: l.runningMean.read() as tf.Variable,
+      runningVar: l.runningVar.read() as tf.Variable,
+      stats: l.pending!,
+      momentum: l.momentum,
+    })));
+    for (const l of ready) {
+      const stats = l.pending!;
+      l.pending = null;
+      if (!done) {
+        tf.tidy(() => {
+          const update = runningStatsUpdate(
+            l.runningMean.read() as tf.Tensor1D,
+            l.runningVar.read() as tf.Tensor1D,
+            stats,
+            l.momentum,
+          );
+          l.runningMean.write(update.mean);
+          l.runningVar.write(update.variance);
+        });
+      }
+      tf.dispose([stats.mean, stats.variance]);
+    }
+    if (options.countBatches ?? true) BatchNorm2d.countBatches(ready);
+    return ready;
+  }
+
+  /**
+   * Adds one to `num_batches_tracked` of each layer (PyTorch counts every training-mode batch).
+   *
+   * @param layers the layers that ran a batch
+   */
+  static countBatches(layers: readonly BatchNorm2d[]): void {
+    for (const l of layers) {
+      tf.tidy(() => {
+        l.batchesTracked.write(l.batchesTracked.read().add(1));
+      });
+    }
   }
 
   /** Drops the statistics of the last training-mode batch without using them. */
@@ -309,6 +382,7 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
       epsilon: this.epsilon,
       momentum: this.momentum,
       activation: this.activation,
+      residual: this.residual,
     };
   }
 }

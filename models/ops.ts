@@ -9,7 +9,11 @@
 import { tf } from "../deps.ts";
 import { batchNormTrain, fusedBatchNormAvailable } from "../kernels/batchnorm.ts";
 import { groupedConv, groupedConvAvailable } from "../kernels/grouped_conv.ts";
-import { runningStats, runningStatsAvailable } from "../kernels/running_stats.ts";
+import {
+  runningStats,
+  runningStatsAvailable,
+  runningStatsInPlace,
+} from "../kernels/running_stats.ts";
 
 /** How a convolution is applied, as `torch.nn.Conv2d` takes it. */
 export interface ConvSpec {
@@ -83,20 +87,26 @@ export interface BatchStats {
 export interface BatchNormTrainingOptions {
   /** Activation applied to the normalized output (`"linear"`, the default, or `"relu"`). */
   activation?: "linear" | "relu";
+  /**
+   * A residual shaped as `x`, added to the normalized output before the activation:
+   * `act(bn(x) + shortcut)`, as `relu(add(bn(x), shortcut))` computes it (a ResNet block's tail).
+   */
+  shortcut?: tf.Tensor4D;
 }
 
 /**
  * Batch normalization in training mode over the channel axis of NHWC input: normalizes with the
  * batch's mean and biased variance, as `torch.nn.BatchNorm2d` does in `train()` mode. Where the
  * current backend has the fused kernel (`kernels/batchnorm.ts`, registered for webgpu by
- * `registerFastKernels`), one fused op does it (a few dispatches forward and backward);
- * elsewhere `tf.moments` and `tf.batchNorm` do.
+ * `registerFastKernels`), one fused op does it (three dispatches forward and three backward,
+ * the residual add and the activation included); elsewhere `tf.moments`, `tf.batchNorm`,
+ * `tf.add` and `tf.relu` do.
  *
  * @param x input `[N, H, W, C]`
  * @param gamma scale `[C]`
  * @param beta offset `[C]`
  * @param epsilon added to the variance
- * @param options the activation to apply after the normalization
+ * @param options the activation to apply after the normalization, and a residual to add first
  * @returns the normalized (and activated) tensor and the batch statistics
  */
 export function batchNormTraining(
@@ -107,14 +117,25 @@ export function batchNormTraining(
   options: BatchNormTrainingOptions = {},
 ): { y: tf.Tensor4D; stats: BatchStats } {
   const activation = options.activation ?? "linear";
+  const shortcut = options.shortcut;
   const [n, h, w] = x.shape;
-  if (x.dtype === "float32" && x.size > 0 && fusedBatchNormAvailable()) {
-    const { y, mean, variance } = batchNormTrain(x, { gamma, beta, epsilon, activation });
+  if (
+    x.dtype === "float32" && x.size > 0 && fusedBatchNormAvailable() &&
+    (shortcut === undefined || shortcut.dtype === "float32")
+  ) {
+    const { y, mean, variance } = batchNormTrain(x, {
+      gamma,
+      beta,
+      epsilon,
+      activation,
+      shortcut,
+    });
     return { y: y as tf.Tensor4D, stats: { mean, variance, count: n * h * w } };
   }
   const { mean, variance } = tf.moments(x, [0, 1, 2]);
   const normalized = tf.batchNorm(x, mean, variance, beta, gamma, epsilon);
-  const y = activation === "relu" ? tf.relu(normalized) : normalized;
+  const z = shortcut ? tf.add(normalized, shortcut) : normalized;
+  const y = activation === "relu" ? tf.relu(z) : z;
   return {
     y: y as tf.Tensor4D,
     stats: { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, count: n * h * w },
@@ -150,6 +171,39 @@ export function runningStatsUpdate(
     ) as tf.Tensor1D;
     return { mean, variance };
   });
+}
+
+/** One layer's running statistics for {@link runningStatsUpdateInPlace}. */
+export interface RunningStatsItem {
+  /** Running mean variable `[C]`. */
+  runningMean: tf.Variable;
+  /** Running variance variable `[C]`. */
+  runningVar: tf.Variable;
+  /** The batch's statistics. */
+  stats: BatchStats;
+  /** The layer's momentum. */
+  momentum: number;
+}
+
+/**
+ * {@link runningStatsUpdate} for many layers at once, written into the variables in place, where
+ * the backend has a kernel for it (webgpu after `registerFastKernels`: a few dispatches for a
+ * whole model).
+ *
+ * @param items the layers' running and batch statistics
+ * @returns false when the backend has no such kernel (nothing was done)
+ */
+export function runningStatsUpdateInPlace(items: readonly RunningStatsItem[]): boolean {
+  return runningStatsInPlace(items.map((it) => ({
+    runningMean: it.runningMean,
+    runningVar: it.runningVar,
+    batchMean: it.stats.mean,
+    batchVar: it.stats.variance,
+    attrs: {
+      momentum: it.momentum,
+      correction: it.stats.count > 1 ? it.stats.count / (it.stats.count - 1) : 1,
+    },
+  })));
 }
 
 /**

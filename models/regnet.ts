@@ -129,6 +129,7 @@ function yBlock(
     groups: number,
     salt: number,
     activation?: "relu",
+    residual?: Sym,
   ) => {
     const conv = new Conv2d({
       name: `${name}.0`,
@@ -140,10 +141,11 @@ function yBlock(
       init: "kaiming-fan-out",
       seed: seed(salt),
     });
-    // torchvision's Conv2dNormActivation; its ReLU (`.2`) is fused into the BatchNorm.
-    return new BatchNorm2d({ name: `${name}.1`, activation }).apply(conv.apply(t)) as Sym;
+    // torchvision's Conv2dNormActivation; its ReLU (`.2`) is fused into the BatchNorm, and
+    // so are a residual add and the ReLU after it.
+    const bn = new BatchNorm2d({ name: `${name}.1`, activation, residual: residual !== undefined });
+    return bn.apply(residual ? [conv.apply(t) as Sym, residual] : conv.apply(t)) as Sym;
   };
-  const relu = (name: string, t: Sym) => tf.layers.reLU({ name }).apply(t) as Sym;
 
   const wB = Math.round(width * stage.bottleneck);
   const groups = Math.floor(wB / stage.groupWidth);
@@ -153,11 +155,11 @@ function yBlock(
     const squeeze = Math.round(o.seRatio * widthIn);
     f = new SqueezeExcite({ name: `${p}.f.se`, squeeze, seed: seed(3) }).apply(f) as Sym;
   }
-  f = convBn(`${p}.f.c`, f, width, 1, 1, 1, 4);
   const shortcut = widthIn !== width || stride !== 1
     ? convBn(`${p}.proj`, x, width, 1, stride, 1, 5)
     : x;
-  return relu(`${p}.activation`, tf.layers.add({ name: `${p}.add` }).apply([shortcut, f]) as Sym);
+  // relu(shortcut + f.c(f)): the add and the block's ReLU (`.activation`) fused into f.c's BN.
+  return convBn(`${p}.f.c`, f, width, 1, 1, 1, 4, "relu", shortcut);
 }
 
 /**

@@ -51,7 +51,6 @@ function basicBlock(
       padding: k === 3 ? 1 : 0,
       seed: seed(salt),
     });
-  const relu = (name: string, t: Sym) => tf.layers.reLU({ name }).apply(t) as Sym;
   const bn = (name: string, t: Sym, activation?: "relu") =>
     new BatchNorm2d({ name, activation }).apply(t) as Sym;
 
@@ -68,12 +67,14 @@ function basicBlock(
     h = cell.apply(h !== null && h.shape[3] === planes ? [out, h] : [out]) as Sym;
     out = h;
   }
-  out = bn(`${p}.bn2`, conv(`${p}.conv2`, planes, 3, 1, 2).apply(out) as Sym);
+  out = conv(`${p}.conv2`, planes, 3, 1, 2).apply(out) as Sym;
   let shortcut = x;
   if (stride !== 1 || inPlanes !== planes) {
     shortcut = bn(`${p}.shortcut.1`, conv(`${p}.shortcut.0`, planes, 1, stride, 4).apply(x) as Sym);
   }
-  out = relu(`${p}.relu2`, tf.layers.add({ name: `${p}.add` }).apply([out, shortcut]) as Sym);
+  // relu(bn2(conv2(out)) + shortcut), the add and the ReLU fused into the BatchNorm.
+  out = new BatchNorm2d({ name: `${p}.bn2`, activation: "relu", residual: true })
+    .apply([out, shortcut]) as Sym;
   return { out, h: o.cell ? h : null };
 }
 

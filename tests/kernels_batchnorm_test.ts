@@ -177,6 +177,117 @@ Deno.test({
   },
 });
 
+/** How `act(bn(x) + shortcut)` is computed: by the fused op, or by batch norm, `tf.add`, `tf.relu`. */
+type ResidualMode = "fused" | "composed";
+
+/**
+ * `act(bn(x) + shortcut)` on the current backend: y, mean, variance, then the gradients of
+ * `Σ y·dy + Σ mean·dmean + Σ variance·dvar` for x, gamma, beta and the shortcut.
+ */
+async function runResidual(
+  d: Data,
+  shortcut: Float32Array,
+  activation: Activation,
+  mode: ResidualMode,
+): Promise<Float32Array[]> {
+  const x = tf.tensor4d(d.x, d.shape), s = tf.tensor4d(shortcut, d.shape);
+  const gamma = tf.tensor1d(d.gamma), beta = tf.tensor1d(d.beta);
+  const dy = tf.tensor4d(d.dy, d.shape);
+  const dmean = tf.tensor1d(d.dmean), dvar = tf.tensor1d(d.dvar);
+  const forward = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
+    const [a4, g1, b1, r4] = [
+      a as tf.Tensor4D,
+      g as tf.Tensor1D,
+      b as tf.Tensor1D,
+      r as tf.Tensor4D,
+    ];
+    if (mode === "fused") return batchNormTraining(a4, g1, b1, EPS, { activation, shortcut: r4 });
+    const { y, stats } = batchNormTraining(a4, g1, b1, EPS);
+    const z = tf.add(y, r4);
+    return { y: activation === "relu" ? tf.relu(z) : z, stats };
+  };
+  const outs = tf.tidy(() => {
+    const { y, stats } = forward(x, gamma, beta, s);
+    return [y, stats.mean, stats.variance];
+  });
+  const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
+    const { y, stats } = forward(a, g, b, r);
+    return y.mul(dy).sum().add(stats.mean.mul(dmean).sum()).add(stats.variance.mul(dvar).sum());
+  })([x, gamma, beta, s]);
+  const all = [...outs, ...grads];
+  const result: Float32Array[] = [];
+  for (const t of all) result.push(await t.data() as Float32Array);
+  tf.dispose([x, s, gamma, beta, dy, dmean, dvar, ...all]);
+  return result;
+}
+
+const RESIDUAL_NAMES = [...NAMES, "dshortcut"];
+
+/** Positions where `a[i] !== b[i]` (so +0 and -0 count as equal), at most 3. */
+function mismatches(a: Float32Array, b: Float32Array): number[] {
+  assert.equal(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < a.length && out.length < 3; i++) if (a[i] !== b[i]) out.push(i);
+  return out;
+}
+
+Deno.test({
+  name: "fused batch norm with a residual: bit for bit the unfused add and ReLU on webgpu, " +
+    "the tf-ops path on cpu",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    try {
+      registerBatchNormKernels();
+      for (const [i, shape] of CASES.entries()) {
+        const data = makeData(shape, 300 + i, 0.5, 1.5);
+        const rng = new Rng(400 + i);
+        const shortcut = Float32Array.from(data.x, () => normal(rng));
+        // A shortcut that cancels bn(x) exactly at every third value: the ReLU's input is 0
+        // there, where the mask must agree with the unfused ReLU's gradient.
+        const [bnLinear] = await runResidual(
+          data,
+          new Float32Array(data.x.length),
+          "linear",
+          "fused",
+        );
+        const cancelling = shortcut.map((v, k) => k % 3 === 0 ? -bnLinear[k] : v);
+        for (const activation of ["linear", "relu"] as Activation[]) {
+          for (const [what, s] of [["random", shortcut], ["cancelling", cancelling]] as const) {
+            resetFusedBatchNormStats();
+            const fused = await runResidual(data, s, activation, "fused");
+            assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 1 });
+            const composed = await runResidual(data, s, activation, "composed");
+            for (const [k, name] of RESIDUAL_NAMES.entries()) {
+              const bad = mismatches(fused[k], composed[k]);
+              assert.deepEqual(bad, [], `${shape} ${activation} ${what} ${name} at ${bad}`);
+            }
+            if (activation === "relu" && what === "cancelling") {
+              assert.ok(fused[0].some((v, k) => k % 3 === 0 && v === 0), "cancelled to 0");
+            }
+          }
+          await tf.setBackend("cpu");
+          const cpu = await runResidual(data, shortcut, activation, "fused");
+          await tf.setBackend("webgpu");
+          const fused = await runResidual(data, shortcut, activation, "fused");
+          const { dxScale } = referenceF64(data, "linear");
+          for (const [k, name] of RESIDUAL_NAMES.entries()) {
+            const scale = name === "dx" ? dxScale : 0;
+            const err = relErr(fused[k], cpu[k], scale);
+            assert.ok(err <= 1e-5, `${shape} ${activation} ${name} vs cpu tf-ops: ${err}`);
+          }
+        }
+      }
+    } finally {
+      unregisterBatchNormKernels();
+      unregisterFastKernels();
+      await tf.setBackend("webgpu");
+    }
+  },
+});
+
 Deno.test({
   name: "fused batch norm: exact statistics for a large mean and a small spread",
   ignore: !hasAdapter,
@@ -217,8 +328,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fused batch norm: 8 dispatches per forward + backward, no leaks, registered by " +
-    "registerFastKernels",
+  name: "fused batch norm: 6 dispatches per forward + backward (with a residual too), no " +
+    "leaks, registered by registerFastKernels",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -229,6 +340,7 @@ Deno.test({
       const data = makeData(shape, 3, 0, 1);
       const x = tf.tensor4d(data.x, shape), dy = tf.tensor4d(data.dy, shape);
       const gamma = tf.tensor1d(data.gamma), beta = tf.tensor1d(data.beta);
+      const shortcut = tf.tensor4d(data.dy.map((v) => 0.5 - v), shape);
       const step = async () => {
         const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
           batchNormTraining(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, EPS).y
@@ -236,26 +348,45 @@ Deno.test({
         for (const t of grads) await t.data();
         tf.dispose(grads);
       };
+      // relu(bn(x) + shortcut) with the gradient of the shortcut as well.
+      const residualStep = async () => {
+        const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor, s: tf.Tensor) =>
+          batchNormTraining(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, EPS, {
+            activation: "relu",
+            shortcut: s as tf.Tensor4D,
+          }).y
+        )([x, gamma, beta, shortcut], dy);
+        for (const t of grads) await t.data();
+        tf.dispose(grads);
+      };
       unregisterFastKernels();
       assert.ok(!fusedBatchNormAvailable());
       await step(); // compile
       const stock = await countDispatches(step);
+      await residualStep(); // compile
+      const stockResidual = await countDispatches(residualStep);
       registerFastKernels();
       assert.ok(fusedBatchNormAvailable());
       await step(); // compile
+      await residualStep();
       const backend = tf.backend() as unknown as { numDataIds(): number };
       const tensors = tf.memory().numTensors, dataIds = backend.numDataIds();
       resetFusedBatchNormStats();
       const fused = await countDispatches(step);
       assert.deepEqual({ ...fusedBatchNormStats }, { forward: 1, backward: 1 });
-      assert.equal(fused, 8);
-      assert.ok(stock >= 3 * fused, `tf-ops path: ${stock} dispatches, fused: ${fused}`);
+      assert.equal(fused, 6);
+      assert.ok(stock >= 4 * fused, `tf-ops path: ${stock} dispatches, fused: ${fused}`);
+      // The residual add, the ReLU and their gradients take no dispatch of their own.
+      const fusedResidual = await countDispatches(residualStep);
+      assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 2 });
+      assert.equal(fusedResidual, 6);
+      assert.ok(stockResidual >= stock + 4, `tf-ops path with residual: ${stockResidual}`);
       assert.equal(tf.memory().numTensors, tensors);
       assert.equal(backend.numDataIds(), dataIds);
       unregisterFastKernels();
       assert.equal(tf.getKernel(BATCH_NORM_TRAIN_KERNEL, "webgpu"), undefined);
       assert.equal(tf.getKernel(BATCH_NORM_TRAIN_GRAD_KERNEL, "webgpu"), undefined);
-      tf.dispose([x, dy, gamma, beta]);
+      tf.dispose([x, dy, gamma, beta, shortcut]);
       await tf.setBackend("cpu");
       registerFastKernels();
       assert.ok(!fusedBatchNormAvailable(), "no fused kernel on the cpu backend");

@@ -7,11 +7,12 @@ import { registerFastKernels, unregisterFastKernels } from "../kernels/register.
 import {
   registerSgdKernel,
   resetSgdKernelStats,
-  SGD_KERNEL_NAME,
   sgdKernelRegistered,
   sgdKernelStats,
   unregisterSgdKernel,
 } from "../kernels/sgd.ts";
+import { MAX_ITEMS_PER_DISPATCH } from "../kernels/multi_tensor.ts";
+import type { WebGPUBackend } from "../deps.ts";
 import { SGD, type SGDOptions } from "../training/sgd.ts";
 import { Rng } from "../util/rng.ts";
 
@@ -31,12 +32,20 @@ interface RunResult {
   buffers: Map<string, Float32Array>;
 }
 
-/** Runs `STEPS` SGD steps from fixed values and gradients; the lr changes after step 2. */
-async function runSgd(options: SGDOptions, seed: number): Promise<RunResult> {
+/**
+ * Runs `STEPS` SGD steps from fixed values and gradients; the lr changes after step 2, and the
+ * first parameter is read back after every step (tfjs then keeps a CPU copy of it, which an
+ * in-place update must not leave stale).
+ */
+async function runSgd(
+  options: SGDOptions,
+  seed: number,
+  shapes: number[][] = SHAPES,
+): Promise<RunResult> {
   const rng = new Rng(seed);
   const fill = (n: number, scale: number) =>
     Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * scale);
-  const params = SHAPES.map((shape, i) => ({
+  const params = shapes.map((shape, i) => ({
     name: `p${i}`,
     variable: tf.variable(tf.tensor(fill(tf.util.sizeFromShape(shape), 1), shape), true),
   }));
@@ -48,6 +57,7 @@ async function runSgd(options: SGDOptions, seed: number): Promise<RunResult> {
     );
     opt.step(params, grads);
     tf.dispose([...grads.values()]);
+    await params[0].variable.data();
   }
   const out: RunResult = { params: [], buffers: new Map() };
   for (const p of params) out.params.push(await p.variable.data() as Float32Array);
@@ -82,26 +92,33 @@ function assertClose(fused: RunResult, ref: RunResult, what: string): void {
   }
 }
 
+/** Items per dispatch of the SGD kernel on the current backend (3 buffers with momentum). */
+function perDispatch(momentum: boolean): number {
+  const limit = (tf.backend() as WebGPUBackend & { device: GPUDevice }).device.limits
+    .maxStorageBuffersPerShaderStage;
+  return Math.min(MAX_ITEMS_PER_DISPATCH, Math.floor(limit / (momentum ? 3 : 2)));
+}
+
 Deno.test({
-  name: "fused SGD kernel: registered with the fast kernels, equal to the tf-ops path",
+  name: "in-place SGD kernel: on with the fast kernels, equal to the tf-ops path",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const info = await initBackend({ log: null });
     assert.equal(info.backend, "webgpu");
-    assert.ok(sgdKernelRegistered(), "initBackend registers the SGD kernel");
+    assert.ok(sgdKernelRegistered(), "initBackend turns the SGD kernel on");
     for (const [i, options] of CONFIGS.entries()) {
       unregisterSgdKernel();
-      assert.equal(tf.getKernel(SGD_KERNEL_NAME, "webgpu"), undefined);
+      assert.ok(!sgdKernelRegistered());
       resetSgdKernelStats();
       const ref = await runSgd(options, 100 + i);
       assert.equal(sgdKernelStats.calls, 0, "the tf-ops path does not call the kernel");
       registerSgdKernel();
       const fused = await runSgd(options, 100 + i);
-      assert.equal(sgdKernelStats.calls, SHAPES.length * STEPS, "one kernel call per parameter");
-      const perCall = options.momentum ? 2 : 1;
-      assert.equal(sgdKernelStats.dispatches, SHAPES.length * STEPS * perCall);
+      assert.equal(sgdKernelStats.calls, STEPS, "one kernel call per step");
+      const per = Math.ceil(SHAPES.length / perDispatch(options.momentum !== undefined));
+      assert.equal(sgdKernelStats.dispatches, STEPS * per);
       assertClose(fused, ref, JSON.stringify(options));
       if (options.momentum) assert.equal(fused.buffers.size, SHAPES.length);
       else assert.equal(fused.buffers.size, 0);
@@ -110,7 +127,56 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fused SGD kernel: agrees with the cpu backend's tf-ops path",
+  name: "in-place SGD kernel: more parameters than one dispatch takes, equal to tf ops",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    const shapes = Array.from({ length: 40 }, (_, i) => [1 + (i * 7) % 13, 4 + (i % 3)]);
+    const options = CONFIGS[0];
+    unregisterSgdKernel();
+    const ref = await runSgd(options, 9, shapes);
+    registerSgdKernel();
+    resetSgdKernelStats();
+    const fused = await runSgd(options, 9, shapes);
+    assert.equal(sgdKernelStats.dispatches, STEPS * Math.ceil(40 / perDispatch(true)));
+    assert.ok(sgdKernelStats.dispatches > STEPS, "several dispatches per step");
+    assertClose(fused, ref, "40 parameters");
+  },
+});
+
+Deno.test({
+  name: "in-place SGD kernel: updates in place, never a tensor that shares the parameter",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    registerSgdKernel();
+    const init = tf.tensor1d([1, 2, 3, 4, 5]);
+    const variable = tf.variable(init); // shares init's data while init lives
+    const opt = new SGD({ lr: 0.5, momentum: 0.9 });
+    const params = [{ name: "w", variable }];
+    const grad = tf.ones([5]);
+    opt.step(params, new Map([["w", grad]]));
+    assert.deepEqual([...await init.data()], [1, 2, 3, 4, 5], "the initial tensor is untouched");
+    assert.deepEqual([...await variable.data()], [0.5, 1.5, 2.5, 3.5, 4.5]);
+    const dataId = variable.dataId, bufferId = opt.buffers().get("w")!.dataId;
+    opt.step(params, new Map([["w", grad]]));
+    assert.equal(variable.dataId, dataId, "the parameter keeps its buffer");
+    assert.equal(opt.buffers().get("w")!.dataId, bufferId, "the momentum buffer keeps its own");
+    // buf = 0.9 * 1 + 1 = 1.9; p = p - 0.5 * 1.9
+    const want = [0.5, 1.5, 2.5, 3.5, 4.5].map((v) => Math.fround(v - Math.fround(0.5 * 1.9)));
+    const got = [...await variable.data()];
+    got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-6, `${got} vs ${want}`));
+    opt.dispose();
+    tf.dispose([init, variable, grad]);
+  },
+});
+
+Deno.test({
+  name: "in-place SGD kernel: agrees with the cpu backend's tf-ops path",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -119,7 +185,7 @@ Deno.test({
     const options = CONFIGS[2];
     const fused = await runSgd(options, 7);
     await initBackend({ backend: "cpu", log: null });
-    assert.equal(tf.getKernel(SGD_KERNEL_NAME, "cpu"), undefined);
+    assert.ok(!sgdKernelRegistered(), "tf ops on the cpu backend");
     const cpu = await runSgd(options, 7);
     await initBackend({ log: null });
     fused.params.forEach((p, i) => {
@@ -131,7 +197,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fused SGD kernel: fewer dispatches per step; unregistered with the fast kernels",
+  name: "in-place SGD kernel: fewer dispatches per step; unregistered with the fast kernels",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -159,12 +225,11 @@ Deno.test({
     };
     const stock = await count(false);
     const fused = await count(true);
-    assert.equal(fused, 2 * SHAPES.length, `fused: ${fused} dispatches`);
+    assert.equal(fused, Math.ceil(SHAPES.length / perDispatch(true)), `fused: ${fused}`);
     assert.ok(stock >= 5 * SHAPES.length, `tf ops: ${stock} dispatches`);
 
     unregisterFastKernels();
     assert.ok(!sgdKernelRegistered());
-    assert.equal(tf.getKernel(SGD_KERNEL_NAME, "webgpu"), undefined);
     registerFastKernels();
     assert.ok(sgdKernelRegistered());
     unregisterFastKernels();

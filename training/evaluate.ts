@@ -7,6 +7,7 @@ import { tf } from "../deps.ts";
 import { iterateBatches } from "../data/batches.ts";
 import type { ImageDataset } from "../data/dataset.ts";
 import { evalBatch } from "./step.ts";
+import { GraphedEvalStep } from "./graphed.ts";
 
 /** What {@link evaluate} measured. */
 export interface Evaluation {
@@ -25,13 +26,14 @@ export interface Evaluation {
  *
  * @param model a model of the zoo
  * @param dataset the images
- * @param options batch size and the model's input size
+ * @param options batch size, the model's input size, and `eager` to run every batch through
+ *   tfjs (by default the batch is captured once and replayed on webgpu: same results)
  * @returns loss, accuracy and predictions
  */
 export async function evaluate(
   model: tf.LayersModel,
   dataset: ImageDataset,
-  options: { batchSize: number; inputSize: number },
+  options: { batchSize: number; inputSize: number; eager?: boolean },
 ): Promise<Evaluation> {
   const start = performance.now();
   const predictions = new Int32Array(dataset.size);
@@ -43,18 +45,23 @@ export async function evaluate(
     epoch: 0,
     inputSize: options.inputSize,
   });
-  for await (const batch of batches) {
-    const out = evalBatch(model, batch.x, batch.y);
-    const predicted = tf.tidy(() => out.logits.argMax(1));
-    const [loss, right, pred] = await Promise.all([
-      out.lossSum.data(),
-      out.correct.data(),
-      predicted.data(),
-    ]);
-    lossSum += loss[0];
-    correct += right[0];
-    batch.indices.forEach((index, i) => predictions[index] = pred[i]);
-    tf.dispose([out.logits, out.lossSum, out.correct, predicted, batch.x, batch.y]);
+  const graph = options.eager ? null : new GraphedEvalStep(model);
+  try {
+    for await (const batch of batches) {
+      const out = graph ? graph.run(batch.x, batch.y) : evalBatch(model, batch.x, batch.y);
+      const predicted = tf.tidy(() => out.logits.argMax(1));
+      const [loss, right, pred] = await Promise.all([
+        out.lossSum.data(),
+        out.correct.data(),
+        predicted.data(),
+      ]);
+      lossSum += loss[0];
+      correct += right[0];
+      batch.indices.forEach((index, i) => predictions[index] = pred[i]);
+      tf.dispose([out.logits, out.lossSum, out.correct, predicted, batch.x, batch.y]);
+    }
+  } finally {
+    graph?.dispose();
   }
   return {
     loss: lossSum / dataset.size,

@@ -35,7 +35,8 @@ import {
 } from "./checkpoint.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
-import { trainBatch } from "./step.ts";
+import { type BatchResult, trainBatch } from "./step.ts";
+import { GraphedTrainStep } from "./graphed.ts";
 
 /** File names in a run folder. */
 export const RUN_FILES = {
@@ -59,6 +60,11 @@ export interface TrainOptions {
   stopAfterEpochs?: number;
   /** Stop after this many training steps of this invocation, as Ctrl-C would (tests). */
   stopAfterSteps?: number;
+  /**
+   * Run every step through tfjs, without capturing and replaying it on webgpu
+   * (`training/graphed.ts`; same results, more host work per step).
+   */
+  eager?: boolean;
 }
 
 /** What {@link train} did. */
@@ -142,6 +148,9 @@ export async function train(
     weightDecay: config.weightDecay,
   });
   let progress: Progress = { epoch: 0, bestAccuracy: 0, bestEpoch: 0 };
+  const graph = options.eager ? null : new GraphedTrainStep(model, opt);
+  const runStep = (x: tf.Tensor4D, y: tf.Tensor1D): BatchResult =>
+    graph ? graph.run(x, y) : trainBatch(model, opt, x, y);
   try {
     if (resumeDir) {
       progress = await loadCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt);
@@ -187,7 +196,7 @@ export async function train(
         break;
       }
       opt.lr = learningRate(config, epoch);
-      const fit = await trainEpoch(model, opt, trainSet, config, epoch, progress.partial, {
+      const fit = await trainEpoch(runStep, trainSet, config, epoch, progress.partial, {
         ...options,
         budget,
       });
@@ -205,6 +214,7 @@ export async function train(
       const val = await evaluate(model, valSet, {
         batchSize: config.batchSize,
         inputSize: config.inputSize,
+        eager: options.eager,
       });
       const record: EpochRecord = {
         epoch: epoch + 1,
@@ -240,6 +250,7 @@ export async function train(
     }
     return { dir, epochs: progress.epoch, bestAccuracy: progress.bestAccuracy, interrupted };
   } finally {
+    graph?.dispose();
     opt.dispose();
     model.dispose();
   }
@@ -254,8 +265,7 @@ interface EpochFit {
 }
 
 async function trainEpoch(
-  model: tf.LayersModel,
-  opt: SGD,
+  runStep: (x: tf.Tensor4D, y: tf.Tensor1D) => BatchResult,
   data: ImageDataset,
   config: TrainConfig,
   epoch: number,
@@ -280,7 +290,7 @@ async function trainEpoch(
     startBatch: step,
   });
   for await (const batch of batches) {
-    const result = trainBatch(model, opt, batch.x, batch.y);
+    const result = runStep(batch.x, batch.y);
     const [loss, right] = await Promise.all([result.loss.data(), result.correct.data()]);
     tf.dispose([result.loss, result.correct, batch.x, batch.y]);
     if (!Number.isFinite(loss[0])) {

@@ -4,8 +4,13 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
-import { SGD_KERNEL_NAME, type SgdKernelAttrs } from "../kernels/sgd.ts";
+import { tf, type WebGPUBackend } from "../deps.ts";
+import { sgdKernelRegistered, type SgdSlot, sgdStepInPlace } from "../kernels/sgd.ts";
+
+/** The tfjs variable name of a momentum buffer. */
+function bufferName(param: string): string {
+  return `sgd/${param}/momentum_buffer`;
+}
 
 /** Hyperparameters of {@link SGD}, as `torch.optim.SGD` takes them. */
 export interface SGDOptions {
@@ -73,20 +78,25 @@ export class SGD {
   }
 
   /**
-   * One update of every parameter that has a gradient. Where the backend has the fused
-   * `RegnetSgdStep` kernel (webgpu after `registerFastKernels`), each float32 parameter takes
-   * one kernel call (two small dispatches with momentum, one without); elsewhere tf ops do it.
+   * One update of every parameter that has a gradient. On webgpu after `registerFastKernels`,
+   * every float32 parameter and its momentum buffer are updated in place by one multi-tensor
+   * kernel (`kernels/sgd.ts`: a few dispatches for the whole model); elsewhere tf ops do it,
+   * assigning new tensors.
    *
    * @param params the parameters
    * @param grads gradients by parameter name; parameters without one are left alone
    */
   step(params: readonly NamedVariable[], grads: Map<string, tf.Tensor>): void {
-    const fused = tf.getKernel(SGD_KERNEL_NAME, tf.getBackend()) !== undefined;
+    const inPlace = sgdKernelRegistered();
+    const slots: SgdSlot[] = [];
+    const names: string[] = [];
     for (const { name, variable } of params) {
       const grad = grads.get(name);
       if (!grad) continue;
-      if (fused && variable.dtype === "float32" && grad.dtype === "float32") {
-        this.#fusedStep(name, variable, grad);
+      if (inPlace && variable.dtype === "float32" && grad.dtype === "float32") {
+        const buffer = this.momentum !== 0 ? this.#buffers.get(name) ?? null : null;
+        slots.push({ param: variable, grad, buffer, bufferName: bufferName(name) });
+        names.push(name);
         continue;
       }
       tf.tidy(() => {
@@ -96,7 +106,7 @@ export class SGD {
           let next: tf.Tensor;
           if (!buffer) {
             next = d;
-            this.#buffers.set(name, tf.variable(d.clone(), false, `sgd/${name}/momentum_buffer`));
+            this.#buffers.set(name, tf.variable(d.clone(), false, bufferName(name)));
           } else {
             next = buffer.mul(this.momentum).add(this.dampening ? d.mul(1 - this.dampening) : d);
             buffer.assign(next);
@@ -106,32 +116,16 @@ export class SGD {
         variable.assign(variable.sub(d.mul(this.lr)));
       });
     }
-  }
-
-  /** One parameter's update through the backend's fused kernel ({@link SGD_KERNEL_NAME}). */
-  #fusedStep(name: string, variable: tf.Variable, grad: tf.Tensor): void {
-    tf.tidy(() => {
-      const buffer = this.momentum !== 0 ? this.#buffers.get(name) : undefined;
-      const attrs: SgdKernelAttrs = {
-        lr: this.lr,
-        momentum: this.momentum,
-        weightDecay: this.weightDecay,
-        dampening: this.dampening,
-        nesterov: this.nesterov,
-        first: this.momentum !== 0 && buffer === undefined,
-      };
-      const inputs: tf.NamedTensorMap = buffer
-        ? { param: variable, grad, buffer }
-        : { param: variable, grad };
-      const [next, nextBuffer] = tf.engine().runKernel(
-        SGD_KERNEL_NAME,
-        inputs,
-        attrs as unknown as tf.NamedAttrMap,
-      ) as tf.Tensor[];
-      variable.assign(next);
-      if (this.momentum === 0) return;
-      if (buffer) buffer.assign(nextBuffer);
-      else this.#buffers.set(name, tf.variable(nextBuffer, false, `sgd/${name}/momentum_buffer`));
+    if (slots.length === 0) return;
+    const made = sgdStepInPlace(tf.backend() as WebGPUBackend, slots, {
+      lr: this.lr,
+      momentum: this.momentum,
+      weightDecay: this.weightDecay,
+      dampening: this.dampening,
+      nesterov: this.nesterov,
+    });
+    made.forEach((buffer, i) => {
+      if (buffer) this.#buffers.set(names[i], buffer);
     });
   }
 
@@ -144,7 +138,7 @@ export class SGD {
   setBuffer(name: string, value: tf.Tensor): void {
     const old = this.#buffers.get(name);
     if (old) old.assign(value);
-    else this.#buffers.set(name, tf.variable(value.clone(), false, `sgd/${name}/momentum_buffer`));
+    else this.#buffers.set(name, tf.variable(value, false, bufferName(name)));
   }
 
   /** Frees the momentum buffers. */

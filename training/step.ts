@@ -48,6 +48,11 @@ export interface TrainBatchOptions {
   keepLogits?: boolean;
   /** Also return the gradients (for inspection, clipping statistics, tests). */
   keepGrads?: boolean;
+  /**
+   * Count the batch in the BatchNorm layers' `num_batches_tracked` (default true; a graphed
+   * step counts outside its capture).
+   */
+  countBatches?: boolean;
 }
 
 /**
@@ -79,7 +84,7 @@ export function trainBatch(
   }, params.map((p) => p.variable));
   const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
   opt.step(params, byName);
-  for (const layer of model.layers) if (layer instanceof BatchNorm2d) layer.commitRunningStats();
+  BatchNorm2d.commitAll(model.layers, { countBatches: options.countBatches });
   const result: BatchResult = { loss: value, correct: correct!, logits: kept };
   if (options.keepGrads) result.grads = byName;
   else tf.dispose(grads);

@@ -1,0 +1,357 @@
+/**
+ * Record once, replay many times: the WebGPU counterpart of a CUDA graph. A capture runs a
+ * function (a training step) once through tfjs, as usual, and keeps the list of GPU commands it
+ * recorded: every dispatch (pipeline, bind group, workgroups) and buffer copy. A replay encodes
+ * that list again: the same kernels over the same buffers, with none of tfjs's per-op work
+ * (kernel lookup, shader keys, uniforms, gradient tape, tensor bookkeeping).
+ *
+ * What makes that correct:
+ * - **Buffers stay put.** Every storage buffer tfjs hands out during the capture belongs to the
+ *   recording from then on: when its tensor is disposed, the buffer goes back to the recording
+ *   (which hands it out again later in the same capture, as tfjs's pool would), never to tfjs's
+ *   pool. Buffers filled from the CPU during the capture (constants) are never handed out again.
+ *   A recording's buffers return to tfjs when it is disposed.
+ * - **Nothing else is touched.** Every buffer a command binds is the recording's, a uniform
+ *   buffer (pinned while the recording lives), or a buffer of a tensor the caller declared as
+ *   state (parameters, optimizer buffers: they must be updated in place, see `direct.ts`).
+ *   A capture fails (returns no recording) when a command binds anything else, when a program
+ *   takes tfjs's stock dispatch path (not recorded), or when a dispatch happens outside the
+ *   recorded paths.
+ * - **Values come from the GPU.** What the function computes on the CPU (tfjs runs small ops on
+ *   CPU-resident data there) is not replayed; the caller keeps such work out of the capture.
+ *
+ * @module
+ */
+import type { tf, WebGPUBackend } from "../deps.ts";
+import { directDispatchStats } from "./counters.ts";
+import { dispatchCacheInstalled } from "./dispatch.ts";
+import { gpuBufferOf } from "./direct.ts";
+import { pinnedUniforms, recorder, type RecorderHooks } from "./recorder.ts";
+
+type Command =
+  | {
+    kind: "dispatch";
+    pipeline: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    workgroups: [number, number, number];
+  }
+  | { kind: "copy"; src: GPUBuffer; dst: GPUBuffer; size: number };
+
+interface BufferManager {
+  acquireBuffer(size: number, usage: number, mapped?: boolean, reuse?: boolean): GPUBuffer;
+  releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+}
+
+interface Internals {
+  bufferManager: BufferManager;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  activeTimers: unknown;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  runWebGPUProgram(...args: unknown[]): unknown;
+}
+
+/** The buffer-manager patch: which recording owns a buffer, and which capture runs. */
+interface Ownership {
+  owner: Map<GPUBuffer, Recording>;
+  capturing: Recording | null;
+  live: number;
+  /** The methods wrapped, and the wrappers installed. */
+  acquire: BufferManager["acquireBuffer"];
+  release: BufferManager["releaseBuffer"];
+  acquireWrapper: BufferManager["acquireBuffer"] | null;
+  releaseWrapper: BufferManager["releaseBuffer"] | null;
+}
+
+const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
+
+/**
+ * The buffer-manager patch of a backend, (re)installed on top of whatever `acquireBuffer` and
+ * `releaseBuffer` are now: another patch (the dispatch cache's buffer affinity) may have been
+ * installed or removed since, taking this one with it.
+ */
+function ownershipOf(be: Internals): Ownership {
+  const bm = be.bufferManager as BufferManager & { [OWNERSHIP]?: Ownership };
+  let state = bm[OWNERSHIP];
+  if (!state) {
+    state = {
+      owner: new Map(),
+      capturing: null,
+      live: 0,
+      acquire: bm.acquireBuffer,
+      release: bm.releaseBuffer,
+      acquireWrapper: null,
+      releaseWrapper: null,
+    };
+    bm[OWNERSHIP] = state;
+  }
+  const o = state;
+  if (bm.acquireBuffer !== o.acquireWrapper) {
+    o.acquire = bm.acquireBuffer;
+    o.acquireWrapper = function (this: BufferManager, size, usage, mapped = false, reuse = true) {
+      const rec = o.capturing;
+      if (!rec || !reuse || (usage & GPUBufferUsage.STORAGE) === 0) {
+        return o.acquire.call(this, size, usage, mapped, reuse);
+      }
+      if (!mapped) {
+        const parked = rec.takeParked(size, usage);
+        if (parked) return parked;
+      }
+      const buffer = o.acquire.call(this, size, usage, mapped, reuse);
+      rec.adopt(buffer, mapped);
+      o.owner.set(buffer, rec);
+      return buffer;
+    };
+    bm.acquireBuffer = o.acquireWrapper;
+  }
+  if (bm.releaseBuffer !== o.releaseWrapper) {
+    o.release = bm.releaseBuffer;
+    o.releaseWrapper = function (this: BufferManager, buffer, reuse = true) {
+      const rec = o.owner.get(buffer);
+      if (rec) rec.park(buffer);
+      else o.release.call(this, buffer, reuse);
+    };
+    bm.releaseBuffer = o.releaseWrapper;
+  }
+  return o;
+}
+
+/**
+ * The commands of one capture, and the buffers they use. Replay with {@link Recording.replay};
+ * free with {@link Recording.dispose}.
+ */
+export class Recording {
+  /** The recorded commands, in order. */
+  readonly commands: Command[] = [];
+  /** Why the capture failed, or `null`. */
+  failure: string | null = null;
+  #backend: WebGPUBackend;
+  #owned = new Set<GPUBuffer>();
+  #constants = new Set<GPUBuffer>();
+  /** Owned buffers no tensor holds now, by `size_usage`. */
+  #parked = new Map<string, GPUBuffer[]>();
+  #uniforms = new Set<GPUBuffer>();
+  /** Constants whose tensors were disposed (kept, never parked). */
+  #constantsReleased = new Set<GPUBuffer>();
+  #disposed = false;
+
+  /** @param backend the webgpu backend */
+  constructor(backend: WebGPUBackend) {
+    this.#backend = backend;
+  }
+
+  /** Dispatches per replay. */
+  get dispatches(): number {
+    return this.commands.filter((c) => c.kind === "dispatch").length;
+  }
+
+  /** Bytes of the buffers the recording owns. */
+  get bytes(): number {
+    let n = 0;
+    for (const b of this.#owned) n += b.size;
+    return n;
+  }
+
+  /** Whether the recording owns a buffer. */
+  owns(buffer: GPUBuffer): boolean {
+    return this.#owned.has(buffer);
+  }
+
+  /** @internal a buffer tfjs handed out during the capture */
+  adopt(buffer: GPUBuffer, constant: boolean): void {
+    this.#owned.add(buffer);
+    if (constant) this.#constants.add(buffer);
+  }
+
+  /** @internal a buffer of the recording that its tensor gave back */
+  park(buffer: GPUBuffer): void {
+    if (this.#constants.has(buffer)) {
+      this.#constantsReleased.add(buffer); // holds a CPU upload: never handed out again
+      return;
+    }
+    const key = `${buffer.size}_${buffer.usage}`;
+    let list = this.#parked.get(key);
+    if (!list) this.#parked.set(key, list = []);
+    list.push(buffer);
+  }
+
+  /** @internal a parked buffer for a new tensor during the capture, as tfjs's pool would */
+  takeParked(size: number, usage: number): GPUBuffer | undefined {
+    return this.#parked.get(`${size}_${usage}`)?.pop();
+  }
+
+  /** @internal */
+  record(
+    c: Command,
+    buffers: readonly GPUBuffer[],
+    uniform: GPUBuffer | null,
+    allowed: Set<GPUBuffer>,
+  ) {
+    if (this.failure) return;
+    for (const [i, b] of buffers.entries()) {
+      if (!this.#owned.has(b) && !allowed.has(b)) {
+        const what = c.kind === "dispatch" ? `${c.pipeline.label || "a tfjs program"}` : "a copy";
+        this.failure = `${what} binds (binding ${i}, ${b.size} bytes) a buffer from before ` +
+          "the capture that is not state";
+        return;
+      }
+    }
+    if (uniform && !this.#uniforms.has(uniform)) {
+      this.#uniforms.add(uniform);
+      pinnedUniforms.set(uniform, (pinnedUniforms.get(uniform) ?? 0) + 1);
+    }
+    this.commands.push(c);
+  }
+
+  /**
+   * Encodes the commands again, in the backend's command stream, and submits them.
+   */
+  replay(): void {
+    if (this.#disposed) throw new Error("Recording.replay: the recording was disposed");
+    if (this.failure) throw new Error(`Recording.replay: the capture failed (${this.failure})`);
+    const be = this.#backend as unknown as Internals;
+    be.ensureCommandEncoderReady();
+    for (const c of this.commands) {
+      if (c.kind === "dispatch") {
+        if (!be.computePassEncoder) {
+          be.computePassEncoder = be.commandEncoder!.beginComputePass({});
+        }
+        const pass = be.computePassEncoder;
+        pass.setPipeline(c.pipeline);
+        pass.setBindGroup(0, c.bindGroup);
+        pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
+        directDispatchStats.dispatches++;
+      } else {
+        be.endComputePassEncoder();
+        be.commandEncoder!.copyBufferToBuffer(c.src, 0, c.dst, 0, c.size);
+      }
+    }
+    be.endComputePassEncoder();
+    be.submitQueue();
+  }
+
+  /**
+   * Gives the recording's buffers back to tfjs (those a tensor still holds go back when it is
+   * disposed) and unpins its uniforms. Idempotent.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const be = this.#backend as unknown as Internals;
+    const o = ownershipOf(be);
+    // Buffers no tensor holds go back to tfjs's pool now; the others when their tensor goes.
+    const free = new Set([...this.#parked.values()].flat());
+    for (const b of this.#constantsReleased) free.add(b);
+    for (const b of this.#owned) {
+      o.owner.delete(b);
+      if (free.has(b)) o.release.call(be.bufferManager, b, true);
+    }
+    this.#owned.clear();
+    this.#parked.clear();
+    for (const u of this.#uniforms) {
+      const n = (pinnedUniforms.get(u) ?? 1) - 1;
+      if (n <= 0) pinnedUniforms.delete(u);
+      else pinnedUniforms.set(u, n);
+    }
+    this.#uniforms.clear();
+    this.commands.length = 0;
+    o.live--;
+  }
+}
+
+/** What {@link capture} returns. */
+export interface Capture<T> {
+  /** The function's result (computed as usual). */
+  result: T;
+  /** The recording, or `null` when the capture failed (see `reason`). */
+  recording: Recording | null;
+  /** Why the capture failed, or `null`. */
+  reason: string | null;
+}
+
+/**
+ * Runs `fn` once and records the GPU commands it issues (see the module doc). `fn` runs to
+ * completion either way; its result is returned; the recording is `null` when the work cannot
+ * be replayed (with the reason).
+ *
+ * @param backend the webgpu backend (with the toolkit's dispatch patch installed)
+ * @param fn the work, which must issue its GPU work through tfjs programs and direct dispatches
+ * @param state tensors from before the capture that the commands may bind (updated in place)
+ * @returns the result and the recording
+ */
+export function capture<T>(
+  backend: WebGPUBackend,
+  fn: () => T,
+  state: readonly tf.TensorInfo[],
+): Capture<T> {
+  const be = backend as unknown as Internals;
+  if (!dispatchCacheInstalled(backend)) {
+    return { result: fn(), recording: null, reason: "the dispatch patch is not installed" };
+  }
+  if (recorder.current !== null) {
+    return { result: fn(), recording: null, reason: "a capture is already running" };
+  }
+  if (be.activeTimers != null) {
+    return { result: fn(), recording: null, reason: "a profiler is timing kernels" };
+  }
+  const o = ownershipOf(be);
+  const rec = new Recording(backend);
+  o.live++;
+  const allowed = new Set(state.map((t) => gpuBufferOf(backend, t)));
+  // Everything recorded before the capture is submitted first: the recording starts clean.
+  if (be.commandEncoder) {
+    be.endComputePassEncoder();
+    be.submitQueue();
+  }
+  let programs = 0, dispatched = 0;
+  const hooks: RecorderHooks = {
+    dispatch(pipeline, bindGroup, workgroups, buffers, uniform) {
+      dispatched++;
+      const w: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+      rec.record(
+        { kind: "dispatch", pipeline, bindGroup, workgroups: w },
+        buffers,
+        uniform,
+        allowed,
+      );
+    },
+    copy(src, dst, size) {
+      rec.record({ kind: "copy", src, dst, size }, [src, dst], null, allowed);
+    },
+    unsupported(reason) {
+      rec.failure ??= reason;
+    },
+  };
+  const run = be.runWebGPUProgram;
+  be.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
+    programs++;
+    return run.apply(this, args);
+  };
+  const directBefore = directDispatchStats.dispatches;
+  recorder.current = hooks;
+  o.capturing = rec;
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    o.capturing = null;
+    recorder.current = null;
+    be.runWebGPUProgram = run;
+  }
+  const direct = directDispatchStats.dispatches - directBefore;
+  if (!rec.failure && dispatched !== programs + direct) {
+    rec.failure = `${programs + direct - dispatched} dispatches took an unrecorded path`;
+  }
+  const after = new Set(state.map((t) => gpuBufferOf(backend, t)));
+  if (!rec.failure && [...allowed].some((b) => !after.has(b))) {
+    rec.failure = "a state tensor moved to another buffer (not updated in place)";
+  }
+  if (rec.failure) {
+    const reason = rec.failure;
+    rec.dispose();
+    return { result, recording: null, reason };
+  }
+  return { result, recording: rec, reason: null };
+}

@@ -1,0 +1,302 @@
+/**
+ * A training step captured once and replayed (`kernels/capture.ts`), as `torch.cuda.graphs`
+ * does for PyTorch: the same kernels over the same buffers, without tfjs's per-op host work.
+ *
+ * {@link GraphedTrainStep.run} has the contract of {@link trainBatch} and gives bit-identical
+ * results. It runs eagerly until the optimizer has its momentum buffers (first step), captures
+ * the next step (which runs as usual), and replays from then on while nothing that the capture
+ * depends on changes: the batch's shapes, the optimizer's hyperparameters (a new learning rate
+ * recaptures), and the buffers of the model's state (loading weights recaptures). Where the
+ * backend cannot replay (not webgpu, the toolkit's kernels off, a profiler on) it stays eager.
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../deps.ts";
+import { capture, type Recording } from "../kernels/capture.ts";
+import { copyTensor, forgetCpuCopy, privateCopy } from "../kernels/direct.ts";
+import { dispatchCacheInstalled } from "../kernels/dispatch.ts";
+import { sgdKernelRegistered } from "../kernels/sgd.ts";
+import { runningStatsAvailable } from "../kernels/running_stats.ts";
+import { BatchNorm2d } from "../models/layers.ts";
+import { stateEntries } from "../models/weights.ts";
+import type { SGD } from "./sgd.ts";
+import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
+
+/** Counters of a {@link GraphedTrainStep}. */
+export interface GraphStats {
+  /** Steps run eagerly (through tfjs). */
+  eager: number;
+  /** Steps captured (they also run). */
+  captures: number;
+  /** Steps replayed. */
+  replays: number;
+  /** Why the last capture failed, or `null`. */
+  lastFailure: string | null;
+}
+
+interface Graph {
+  key: string;
+  recording: Recording;
+  /** The graph's copies of the inputs, which each replay fills. */
+  inputs: tf.Tensor[];
+  /** The captured step's outputs, which each replay overwrites. */
+  outputs: tf.Tensor[];
+}
+
+/**
+ * What the graphed steps share: capture on a new key, replay on the same key, eager where the
+ * backend cannot replay. A step is a function of input tensors to output tensors that reads and
+ * (in place) writes some state tensors.
+ */
+abstract class CapturedStep {
+  /** Eager steps, captures, replays. */
+  readonly stats: GraphStats = { eager: 0, captures: 0, replays: 0, lastFailure: null };
+  #graph: Graph | null = null;
+  /** A capture failed for this key: do not retry it. */
+  #failedKey: string | null = null;
+
+  /** Dispatches per replayed step (0 before the first capture). */
+  get dispatchesPerStep(): number {
+    return this.#graph?.recording.dispatches ?? 0;
+  }
+
+  /** Frees the recording and its buffers. Idempotent. */
+  dispose(): void {
+    this.#drop();
+  }
+
+  /** Whether the state allows a capture now (beyond the backend's conditions). */
+  protected abstract ready(): boolean;
+  /** The float tensors the step reads or updates in place (the commands may bind them). */
+  protected abstract state(): tf.Tensor[];
+  /** What else a recording depends on (hyperparameters baked into its uniforms). */
+  protected abstract keyParts(): unknown[];
+  /** The step through tfjs, as it runs outside a capture. */
+  protected abstract eager(inputs: tf.Tensor[]): tf.Tensor[];
+  /** The step as it runs inside a capture (without its CPU-side work). */
+  protected abstract captured(inputs: tf.Tensor[]): tf.Tensor[];
+  /** CPU-side work after a captured or replayed step. */
+  protected afterGraphStep(): void {}
+
+  /** Runs the step: replays, captures or runs eagerly. */
+  protected step(inputs: tf.Tensor[]): tf.Tensor[] {
+    const key = this.#replayable() ? this.#key(inputs) : null;
+    if (key !== null && this.#graph?.key === key) return this.#replay(inputs);
+    this.#drop();
+    if (key === null || key === this.#failedKey) {
+      this.stats.eager++;
+      return this.eager(inputs);
+    }
+    return this.#capture(inputs, key);
+  }
+
+  #drop(): void {
+    const g = this.#graph;
+    if (!g) return;
+    this.#graph = null;
+    g.recording.dispose();
+    tf.dispose([...g.inputs, ...g.outputs]);
+  }
+
+  #replayable(): boolean {
+    if (tf.getBackend() !== "webgpu" || !dispatchCacheInstalled()) return false;
+    if (!sgdKernelRegistered() || !runningStatsAvailable()) return false;
+    return this.ready();
+  }
+
+  #key(inputs: tf.Tensor[]): string {
+    return JSON.stringify([
+      inputs.map((t) => [t.shape, t.dtype]),
+      this.keyParts(),
+      this.state().map((t) => dataIdNumber(t.dataId)),
+    ]);
+  }
+
+  #capture(given: tf.Tensor[], key: string): tf.Tensor[] {
+    const backend = tf.backend() as WebGPUBackend;
+    // The graph's own copies of the inputs: each replay copies the new batch into them.
+    const inputs = given.map((t) => privateCopy(backend, t));
+    const tensorsBefore = tf.memory().numTensors;
+    const { result, recording, reason } = capture(
+      backend,
+      () => this.captured(inputs),
+      [...this.state(), ...inputs],
+    );
+    const leaked = tf.memory().numTensors - tensorsBefore - result.length;
+    this.afterGraphStep();
+    // The step's outputs live in the recording's buffers, which each replay overwrites: the
+    // graph keeps them, the caller gets copies.
+    const out = result.map((t) => privateCopy(backend, t));
+    if (recording && leaked === 0) {
+      this.#graph = { key, recording, inputs, outputs: result };
+      this.stats.captures++;
+      this.stats.lastFailure = null;
+    } else {
+      recording?.dispose();
+      tf.dispose([...inputs, ...result]);
+      this.#failedKey = key;
+      this.stats.eager++;
+      this.stats.lastFailure = reason ?? `${leaked} tensors outlived the captured step`;
+    }
+    return out;
+  }
+
+  #replay(inputs: tf.Tensor[]): tf.Tensor[] {
+    const g = this.#graph!;
+    const backend = tf.backend() as WebGPUBackend;
+    inputs.forEach((t, i) => copyTensor(backend, t, g.inputs[i]));
+    g.recording.replay();
+    // The replay may write state in place: a CPU copy from an earlier read would be stale.
+    for (const t of this.state()) forgetCpuCopy(backend, t);
+    this.afterGraphStep();
+    this.stats.replays++;
+    return g.outputs.map((t) => privateCopy(backend, t));
+  }
+}
+
+/**
+ * A model's training step, captured and replayed on webgpu (see the module doc).
+ *
+ * @example
+ * ```ts ignore
+ * const step = new GraphedTrainStep(model, opt);
+ * for (const { x, y } of batches) {
+ *   const { loss, correct } = step.run(x, y);
+ *   console.log((await loss.data())[0]);
+ *   tf.dispose([loss, correct]);
+ * }
+ * step.dispose();
+ * ```
+ */
+export class GraphedTrainStep extends CapturedStep {
+  #model: tf.LayersModel;
+  #opt: SGD;
+  #layers: BatchNorm2d[];
+
+  /**
+   * @param model a model of the zoo
+   * @param opt its optimizer
+   */
+  constructor(model: tf.LayersModel, opt: SGD) {
+    super();
+    this.#model = model;
+    this.#opt = opt;
+    this.#layers = model.layers.filter((l) => l instanceof BatchNorm2d) as BatchNorm2d[];
+  }
+
+  /**
+   * One training step, as {@link trainBatch} (same results, bit for bit).
+   *
+   * @param images `[N, H, W, 3]` normalized images
+   * @param labels `[N]` int32 labels
+   * @returns the loss and the correct count (the caller disposes them)
+   */
+  run(images: tf.Tensor4D, labels: tf.Tensor1D): BatchResult {
+    const [loss, correct] = this.step([images, labels]);
+    return { loss: loss as tf.Scalar, correct: correct as tf.Scalar };
+  }
+
+  protected ready(): boolean {
+    // The first step makes the momentum buffers: it runs eagerly.
+    if (this.#opt.momentum === 0) return true;
+    const buffers = this.#opt.buffers();
+    return namedParameters(this.#model).every((p) => buffers.has(p.name));
+  }
+
+  protected state(): tf.Tensor[] {
+    return [...modelState(this.#model), ...this.#opt.buffers().values()];
+  }
+
+  protected keyParts(): unknown[] {
+    const o = this.#opt;
+    return [o.lr, o.momentum, o.weightDecay, o.dampening, o.nesterov];
+  }
+
+  protected eager([x, y]: tf.Tensor[]): tf.Tensor[] {
+    const r = trainBatch(this.#model, this.#opt, x as tf.Tensor4D, y as tf.Tensor1D);
+    return [r.loss, r.correct];
+  }
+
+  protected captured([x, y]: tf.Tensor[]): tf.Tensor[] {
+    const r = trainBatch(this.#model, this.#opt, x as tf.Tensor4D, y as tf.Tensor1D, {
+      countBatches: false,
+    });
+    return [r.loss, r.correct];
+  }
+
+  protected override afterGraphStep(): void {
+    BatchNorm2d.countBatches(this.#layers);
+  }
+}
+
+/**
+ * A model's evaluation batch ({@link evalBatch}: logits, summed loss, correct count in
+ * inference mode), captured and replayed on webgpu like {@link GraphedTrainStep}.
+ */
+export class GraphedEvalStep extends CapturedStep {
+  #model: tf.LayersModel;
+
+  /** @param model a model of the zoo */
+  constructor(model: tf.LayersModel) {
+    super();
+    this.#model = model;
+  }
+
+  /**
+   * One batch, as {@link evalBatch} (same results, bit for bit).
+   *
+   * @param images `[N, H, W, 3]` normalized images
+   * @param labels `[N]` int32 labels
+   * @returns the logits, the summed loss and the correct count (the caller disposes them)
+   */
+  run(
+    images: tf.Tensor4D,
+    labels: tf.Tensor1D,
+  ): { logits: tf.Tensor2D; lossSum: tf.Scalar; correct: tf.Scalar } {
+    const [logits, lossSum, correct] = this.step([images, labels]);
+    return {
+      logits: logits as tf.Tensor2D,
+      lossSum: lossSum as tf.Scalar,
+      correct: correct as tf.Scalar,
+    };
+  }
+
+  protected ready(): boolean {
+    return true;
+  }
+
+  protected state(): tf.Tensor[] {
+    return modelState(this.#model);
+  }
+
+  protected keyParts(): unknown[] {
+    return [];
+  }
+
+  protected eager([x, y]: tf.Tensor[]): tf.Tensor[] {
+    const r = evalBatch(this.#model, x as tf.Tensor4D, y as tf.Tensor1D);
+    return [r.logits, r.lossSum, r.correct];
+  }
+
+  protected captured(inputs: tf.Tensor[]): tf.Tensor[] {
+    return this.eager(inputs);
+  }
+}
+
+/** A model's float state: parameters and BatchNorm running statistics. */
+function modelState(model: tf.LayersModel): tf.Tensor[] {
+  // `num_batches_tracked` (an integer in PyTorch) is counted on the CPU, outside the graph.
+  return stateEntries(model).filter((e) => e.torchDtype === "float32").map((e) =>
+    e.variable.read() as tf.Tensor
+  );
+}
+
+const dataIds = new WeakMap<object, number>();
+let nextDataId = 1;
+
+/** A number per tfjs data id (they are plain objects). */
+function dataIdNumber(id: object): number {
+  let n = dataIds.get(id);
+  if (n === undefined) dataIds.set(id, n = nextDataId++);
+  return n;
+}

@@ -121,6 +121,8 @@ export interface RunningStatsSlot {
   batchVar: tf.Tensor;
   /** Momentum and variance correction. */
   attrs: RunningStatsAttrs;
+  /** The layer's batch counter (`num_batches_tracked`, a float32 scalar): one is added. */
+  count?: tf.Variable;
 }
 
 /** Items `[runningMean, runningVar, batchMean, batchVar]`, `p = (1 - m, m, correction · m)`. */
@@ -136,6 +138,13 @@ const IN_PLACE: MultiTensorKernel = {
      ${t(1)}[i] = c + d;`,
 };
 
+/** Items `[counter]`: one more batch. */
+const COUNT: MultiTensorKernel = {
+  name: "regnet_bn_count_inplace",
+  accesses: ["read_write"],
+  body: (t) => `${t(0)}[i] = ${t(0)}[i] + 1.0;`,
+};
+
 /** Dispatches of {@link runningStatsInPlace} since {@link resetRunningStatsStats}. */
 export const runningStatsInPlaceStats: { calls: number; dispatches: number } = {
   calls: 0,
@@ -144,7 +153,8 @@ export const runningStatsInPlaceStats: { calls: number; dispatches: number } = {
 
 /**
  * Updates the running statistics of many layers at once, in place (the variables keep their
- * buffers), with the arithmetic of {@link RUNNING_STATS_KERNEL}. Only where that kernel is
+ * buffers), with the arithmetic of {@link RUNNING_STATS_KERNEL}, and adds one to the batch
+ * counters given (one more small dispatch). Only where that kernel is
  * registered for the current backend and it is webgpu; returns false (and does nothing)
  * elsewhere, so the caller uses the op per layer.
  *
@@ -158,10 +168,14 @@ export const runningStatsInPlaceStats: { calls: number; dispatches: number } = {
  */
 export function runningStatsInPlace(slots: readonly RunningStatsSlot[]): boolean {
   if (tf.getBackend() !== "webgpu" || !runningStatsAvailable()) return false;
-  const all = slots.flatMap((s) => [s.runningMean, s.runningVar, s.batchMean, s.batchVar]);
+  const counts = slots.flatMap((s) => s.count ? [s.count] : []);
+  const all = [
+    ...slots.flatMap((s) => [s.runningMean, s.runningVar, s.batchMean, s.batchVar]),
+    ...counts,
+  ];
   if (all.some((t) => t.dtype !== "float32")) return false;
   const backend = tf.backend() as WebGPUBackend;
-  for (const v of slots.flatMap((s) => [s.runningMean, s.runningVar])) {
+  for (const v of [...slots.flatMap((s) => [s.runningMean, s.runningVar]), ...counts]) {
     if (ownedForWrite(backend, v)) continue;
     const copy = privateCopy(backend, v);
     v.assign(copy);
@@ -179,6 +193,13 @@ export function runningStatsInPlace(slots: readonly RunningStatsSlot[]): boolean
       };
     }),
   );
+  if (counts.length > 0) {
+    runningStatsInPlaceStats.dispatches += runMultiTensor(
+      backend,
+      COUNT,
+      counts.map((c) => ({ tensors: [c], params: [] })),
+    );
+  }
   return true;
 }
 

@@ -309,11 +309,13 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
     const ready: BatchNorm2d[] = [];
     for (const l of layers) if (l instanceof BatchNorm2d && l.pending) ready.push(l);
     if (ready.length === 0) return ready;
+    const count = options.countBatches ?? true;
     const done = runningStatsUpdateInPlace(ready.map((l) => ({
       runningMean: l.runningMean.read() as tf.Variable,
       runningVar: l.runningVar.read() as tf.Variable,
       stats: l.pending!,
       momentum: l.momentum,
+      count: count ? l.batchesTracked.read() as tf.Variable : undefined,
     })));
     for (const l of ready) {
       const stats = l.pending!;
@@ -332,7 +334,8 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
       }
       tf.dispose([stats.mean, stats.variance]);
     }
-    if (options.countBatches ?? true) BatchNorm2d.countBatches(ready);
+    // In place, the kernel counted the batch too (on the GPU).
+    if (count && !done) BatchNorm2d.countBatches(ready);
     return ready;
   }
 

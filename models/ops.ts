@@ -183,6 +183,8 @@ export interface RunningStatsItem {
   stats: BatchStats;
   /** The layer's momentum. */
   momentum: number;
+  /** The layer's batch counter, to add one to (float32 scalar), if any. */
+  count?: tf.Variable;
 }
 
 /**
@@ -203,6 +205,7 @@ export function runningStatsUpdateInPlace(items: readonly RunningStatsItem[]): b
       momentum: it.momentum,
       correction: it.stats.count > 1 ? it.stats.count / (it.stats.count - 1) : 1,
     },
+    count: it.count,
   })));
 }
 

@@ -17,7 +17,6 @@ import { copyTensor, forgetCpuCopy, privateCopy } from "../kernels/direct.ts";
 import { dispatchCacheInstalled } from "../kernels/dispatch.ts";
 import { sgdKernelRegistered } from "../kernels/sgd.ts";
 import { runningStatsAvailable } from "../kernels/running_stats.ts";
-import { BatchNorm2d } from "../models/layers.ts";
 import { stateEntries } from "../models/weights.ts";
 import type { SGD } from "./sgd.ts";
 import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
@@ -73,21 +72,20 @@ abstract class CapturedStep {
   protected abstract keyParts(): unknown[];
   /** The step through tfjs, as it runs outside a capture. */
   protected abstract eager(inputs: tf.Tensor[]): tf.Tensor[];
-  /** The step as it runs inside a capture (without its CPU-side work). */
+  /** The step as it runs inside a capture (all of its work on the GPU). */
   protected abstract captured(inputs: tf.Tensor[]): tf.Tensor[];
-  /** CPU-side work after a captured or replayed step. */
-  protected afterGraphStep(): void {}
 
   /** Runs the step: replays, captures or runs eagerly. */
   protected step(inputs: tf.Tensor[]): tf.Tensor[] {
-    const key = this.#replayable() ? this.#key(inputs) : null;
-    if (key !== null && this.#graph?.key === key) return this.#replay(inputs);
+    const state = this.#replayable() ? this.state() : null;
+    const key = state ? this.#key(inputs, state) : null;
+    if (state && key !== null && this.#graph?.key === key) return this.#replay(inputs, state);
     this.#drop();
     if (key === null || key === this.#failedKey) {
       this.stats.eager++;
       return this.eager(inputs);
     }
-    return this.#capture(inputs, key);
+    return this.#capture(inputs, key, state!);
   }
 
   #drop(): void {
@@ -104,15 +102,15 @@ abstract class CapturedStep {
     return this.ready();
   }
 
-  #key(inputs: tf.Tensor[]): string {
+  #key(inputs: tf.Tensor[], state: tf.Tensor[]): string {
     return JSON.stringify([
       inputs.map((t) => [t.shape, t.dtype]),
       this.keyParts(),
-      this.state().map((t) => dataIdNumber(t.dataId)),
+      state.map((t) => dataIdNumber(t.dataId)),
     ]);
   }
 
-  #capture(given: tf.Tensor[], key: string): tf.Tensor[] {
+  #capture(given: tf.Tensor[], key: string, state: tf.Tensor[]): tf.Tensor[] {
     const backend = tf.backend() as WebGPUBackend;
     // The graph's own copies of the inputs: each replay copies the new batch into them.
     const inputs = given.map((t) => privateCopy(backend, t));
@@ -120,10 +118,9 @@ abstract class CapturedStep {
     const { result, recording, reason } = capture(
       backend,
       () => this.captured(inputs),
-      [...this.state(), ...inputs],
+      [...state, ...inputs],
     );
     const leaked = tf.memory().numTensors - tensorsBefore - result.length;
-    this.afterGraphStep();
     // The step's outputs live in the recording's buffers, which each replay overwrites: the
     // graph keeps them, the caller gets copies.
     const out = result.map((t) => privateCopy(backend, t));
@@ -141,14 +138,13 @@ abstract class CapturedStep {
     return out;
   }
 
-  #replay(inputs: tf.Tensor[]): tf.Tensor[] {
+  #replay(inputs: tf.Tensor[], state: tf.Tensor[]): tf.Tensor[] {
     const g = this.#graph!;
     const backend = tf.backend() as WebGPUBackend;
     inputs.forEach((t, i) => copyTensor(backend, t, g.inputs[i]));
     g.recording.replay();
     // The replay may write state in place: a CPU copy from an earlier read would be stale.
-    for (const t of this.state()) forgetCpuCopy(backend, t);
-    this.afterGraphStep();
+    for (const t of state) forgetCpuCopy(backend, t);
     this.stats.replays++;
     return g.outputs.map((t) => privateCopy(backend, t));
   }
@@ -171,7 +167,6 @@ abstract class CapturedStep {
 export class GraphedTrainStep extends CapturedStep {
   #model: tf.LayersModel;
   #opt: SGD;
-  #layers: BatchNorm2d[];
 
   /**
    * @param model a model of the zoo
@@ -181,7 +176,6 @@ export class GraphedTrainStep extends CapturedStep {
     super();
     this.#model = model;
     this.#opt = opt;
-    this.#layers = model.layers.filter((l) => l instanceof BatchNorm2d) as BatchNorm2d[];
   }
 
   /**
@@ -217,15 +211,9 @@ export class GraphedTrainStep extends CapturedStep {
     return [r.loss, r.correct];
   }
 
-  protected captured([x, y]: tf.Tensor[]): tf.Tensor[] {
-    const r = trainBatch(this.#model, this.#opt, x as tf.Tensor4D, y as tf.Tensor1D, {
-      countBatches: false,
-    });
-    return [r.loss, r.correct];
-  }
-
-  protected override afterGraphStep(): void {
-    BatchNorm2d.countBatches(this.#layers);
+  protected captured(inputs: tf.Tensor[]): tf.Tensor[] {
+    // Everything on the GPU, the BatchNorm batch counters included (`BatchNorm2d.commitAll`).
+    return this.eager(inputs);
   }
 }
 
@@ -283,12 +271,22 @@ export class GraphedEvalStep extends CapturedStep {
   }
 }
 
-/** A model's float state: parameters and BatchNorm running statistics. */
+const stateCache = new WeakMap<tf.LayersModel, tf.Tensor[]>();
+
+/**
+ * A model's float state: parameters and BatchNorm running statistics (the variables, which keep
+ * their identity when assigned; their data is read at each use).
+ */
 function modelState(model: tf.LayersModel): tf.Tensor[] {
-  // `num_batches_tracked` (an integer in PyTorch) is counted on the CPU, outside the graph.
-  return stateEntries(model).filter((e) => e.torchDtype === "float32").map((e) =>
-    e.variable.read() as tf.Tensor
-  );
+  let state = stateCache.get(model);
+  if (!state) {
+    // `num_batches_tracked` too: a float32 scalar in tfjs, counted in place on the GPU.
+    state = stateEntries(model).map((e) => e.variable.read() as tf.Tensor).filter((t) =>
+      t.dtype === "float32"
+    );
+    stateCache.set(model, state);
+  }
+  return state;
 }
 
 const dataIds = new WeakMap<object, number>();

@@ -52,7 +52,7 @@ export { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from ".
 export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/safetensors.ts";
 export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
-export { GraphedTrainStep, type GraphStats } from "./training/graphed.ts";
+export { GraphedEvalStep, GraphedTrainStep, type GraphStats } from "./training/graphed.ts";
 export { UserError } from "./util/errors.ts";
 export {
   type Batch,

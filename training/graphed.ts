@@ -6,8 +6,10 @@
  * results. It runs eagerly until the optimizer has its momentum buffers (first step), captures
  * the next step (which runs as usual), and replays from then on while nothing that the capture
  * depends on changes: the batch's shapes, the optimizer's hyperparameters (a new learning rate
- * recaptures), and the buffers of the model's state (loading weights recaptures). Where the
+ * recaptures), and the buffers of the model's state (loading weights recaptures). It keeps a
+ * recording per batch shape, two at most (an epoch's last, smaller batch has its own). Where the
  * backend cannot replay (not webgpu, the toolkit's kernels off, a profiler on) it stays eager.
+ * {@link GraphedEvalStep} does the same for an evaluation batch.
  *
  * @module
  */
@@ -33,8 +35,12 @@ export interface GraphStats {
   lastFailure: string | null;
 }
 
+/** Recordings a graphed step keeps (one per input shape: a loop's last batch is smaller). */
+const MAX_RECORDINGS = 2;
+
 interface Graph {
-  key: string;
+  /** The hyperparameters and state buffers it was recorded with. */
+  rest: string;
   recording: Recording;
   /** The graph's copies of the inputs, which each replay fills. */
   inputs: tf.Tensor[];
@@ -50,18 +56,22 @@ interface Graph {
 abstract class CapturedStep {
   /** Eager steps, captures, replays. */
   readonly stats: GraphStats = { eager: 0, captures: 0, replays: 0, lastFailure: null };
-  #graph: Graph | null = null;
-  /** A capture failed for this key: do not retry it. */
-  #failedKey: string | null = null;
+  /** Recordings by key (input shapes, then hyperparameters and state buffers), oldest first. */
+  #graphs = new Map<string, Graph>();
+  /** The recording replayed or made last. */
+  #last: Graph | null = null;
+  /** Keys whose capture failed (not retried while the state stays the same). */
+  #failed: { rest: string; keys: Set<string> } | null = null;
 
-  /** Dispatches per replayed step (0 before the first capture). */
+  /** Dispatches per replayed step of the recording used last (0 before the first capture). */
   get dispatchesPerStep(): number {
-    return this.#graph?.recording.dispatches ?? 0;
+    return this.#last?.recording.dispatches ?? 0;
   }
 
-  /** Frees the recording and its buffers. Idempotent. */
+  /** Frees the recordings and their buffers. Idempotent. */
   dispose(): void {
-    this.#drop();
+    this.#dropAll();
+    this.#last = null;
   }
 
   /** Whether the state allows a capture now (beyond the backend's conditions). */
@@ -78,22 +88,40 @@ abstract class CapturedStep {
   /** Runs the step: replays, captures or runs eagerly. */
   protected step(inputs: tf.Tensor[]): tf.Tensor[] {
     const state = this.#replayable() ? this.state() : null;
-    const key = state ? this.#key(inputs, state) : null;
-    if (state && key !== null && this.#graph?.key === key) return this.#replay(inputs, state);
-    this.#drop();
-    if (key === null || key === this.#failedKey) {
+    if (state === null) {
+      this.#dropAll();
       this.stats.eager++;
       return this.eager(inputs);
     }
-    return this.#capture(inputs, key, state!);
+    const shapes = JSON.stringify(inputs.map((t) => [t.shape, t.dtype]));
+    const rest = JSON.stringify([this.keyParts(), state.map((t) => dataIdNumber(t.dataId))]);
+    // Recordings made for other hyperparameters or other state buffers can never replay again.
+    for (const [key, g] of this.#graphs) if (g.rest !== rest) this.#drop(key);
+    if (this.#failed !== null && this.#failed.rest !== rest) this.#failed = null;
+    const key = `${shapes}|${rest}`;
+    const g = this.#graphs.get(key);
+    if (g) {
+      this.#graphs.delete(key); // most recently used last
+      this.#graphs.set(key, g);
+      return this.#replay(g, inputs, state);
+    }
+    if (this.#failed?.keys.has(key)) {
+      this.stats.eager++;
+      return this.eager(inputs);
+    }
+    return this.#capture(inputs, key, rest, state);
   }
 
-  #drop(): void {
-    const g = this.#graph;
+  #drop(key: string): void {
+    const g = this.#graphs.get(key);
     if (!g) return;
-    this.#graph = null;
+    this.#graphs.delete(key);
     g.recording.dispose();
     tf.dispose([...g.inputs, ...g.outputs]);
+  }
+
+  #dropAll(): void {
+    for (const key of [...this.#graphs.keys()]) this.#drop(key);
   }
 
   #replayable(): boolean {
@@ -102,15 +130,7 @@ abstract class CapturedStep {
     return this.ready();
   }
 
-  #key(inputs: tf.Tensor[], state: tf.Tensor[]): string {
-    return JSON.stringify([
-      inputs.map((t) => [t.shape, t.dtype]),
-      this.keyParts(),
-      state.map((t) => dataIdNumber(t.dataId)),
-    ]);
-  }
-
-  #capture(given: tf.Tensor[], key: string, state: tf.Tensor[]): tf.Tensor[] {
+  #capture(given: tf.Tensor[], key: string, rest: string, state: tf.Tensor[]): tf.Tensor[] {
     const backend = tf.backend() as WebGPUBackend;
     // The graph's own copies of the inputs: each replay copies the new batch into them.
     const inputs = given.map((t) => privateCopy(backend, t));
@@ -125,21 +145,25 @@ abstract class CapturedStep {
     // graph keeps them, the caller gets copies.
     const out = result.map((t) => privateCopy(backend, t));
     if (recording && leaked === 0) {
-      this.#graph = { key, recording, inputs, outputs: result };
+      // The least recently used recording makes room (a loop's last, smaller batch keeps its own).
+      if (this.#graphs.size >= MAX_RECORDINGS) this.#drop(this.#graphs.keys().next().value!);
+      this.#graphs.set(key, { rest, recording, inputs, outputs: result });
+      this.#last = this.#graphs.get(key)!;
       this.stats.captures++;
       this.stats.lastFailure = null;
     } else {
       recording?.dispose();
       tf.dispose([...inputs, ...result]);
-      this.#failedKey = key;
+      this.#failed ??= { rest, keys: new Set() };
+      this.#failed.keys.add(key);
       this.stats.eager++;
       this.stats.lastFailure = reason ?? `${leaked} tensors outlived the captured step`;
     }
     return out;
   }
 
-  #replay(inputs: tf.Tensor[], state: tf.Tensor[]): tf.Tensor[] {
-    const g = this.#graph!;
+  #replay(g: Graph, inputs: tf.Tensor[], state: tf.Tensor[]): tf.Tensor[] {
+    this.#last = g;
     const backend = tf.backend() as WebGPUBackend;
     inputs.forEach((t, i) => copyTensor(backend, t, g.inputs[i]));
     g.recording.replay();

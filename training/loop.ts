@@ -289,10 +289,15 @@ async function trainEpoch(
     inputSize: config.inputSize,
     startBatch: step,
   });
-  for await (const batch of batches) {
-    const result = runStep(batch.x, batch.y);
-    const [loss, right] = await Promise.all([result.loss.data(), result.correct.data()]);
-    tf.dispose([result.loss, result.correct, batch.x, batch.y]);
+  // Each step's loss and correct count are read back while the next step runs: the read is
+  // issued right after the step is recorded, and awaited after the next one is, so the GPU does
+  // not wait for the host between steps. The steps and the sums are the same as reading at once.
+  let pending: { values: Promise<ArrayLike<number>[]>; size: number } | null = null;
+  const settle = async () => {
+    if (!pending) return;
+    const [loss, right] = await pending.values;
+    const size = pending.size;
+    pending = null;
     if (!Number.isFinite(loss[0])) {
       await batches.return(undefined);
       throw new UserError(
@@ -300,13 +305,25 @@ async function trainEpoch(
           `(try a lower --lr); the last good checkpoint is kept`,
       );
     }
-    lossSum += loss[0] * batch.size;
+    lossSum += loss[0] * size;
     correct += right[0];
-    seen += batch.size;
+    seen += size;
     step++;
     bar?.update(step, lossSum / seen, seen / elapsed());
+  };
+  let launched = step;
+  for await (const batch of batches) {
+    const result = runStep(batch.x, batch.y);
+    const values = Promise.all([result.loss.data(), result.correct.data()]).finally(() =>
+      tf.dispose([result.loss, result.correct])
+    );
+    tf.dispose([batch.x, batch.y]);
+    launched++;
     options.budget.steps--;
-    if ((options.signal?.aborted || options.budget.steps <= 0) && step < steps) {
+    await settle(); // the previous step's values, while this one runs
+    pending = { values, size: batch.size };
+    if ((options.signal?.aborted || options.budget.steps <= 0) && launched < steps) {
+      await settle();
       await batches.return(undefined);
       bar?.clear();
       return {
@@ -317,6 +334,7 @@ async function trainEpoch(
       };
     }
   }
+  await settle();
   bar?.clear();
   return { loss: lossSum / seen, accuracy: correct / seen, seconds: elapsed() };
 }

@@ -11,8 +11,10 @@
 #        GPU_RUN_DIR (/tmp/regnet-gpu-run),
 #        OUT (folder for gpu_run.jsonl and gpu_run.log; GPU_RUN_DIR when unset),
 #        RESNET_BATCHES (64,512), REGNET_BATCHES (64), REGNET_SIZE (224),
-#        ALLOW_FALLBACK=1 (run the Deno bench on a software adapter too: for a dry run)
-# Output: the JSON lines of both benches, then a table; also saved to $OUT/gpu_run.jsonl.
+#        ALLOW_FALLBACK=1 (run the Deno bench on a software adapter too: for a dry run),
+#        GPU_TESTS (1: also run the bundled GPU tests, bench/gpu_tests.ts), GPU_TESTS_TIMEOUT (240)
+# Output: the JSON lines of both benches, then a table (also saved to $OUT/gpu_run.jsonl), then
+# the last lines of the GPU tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 src=bench/out
@@ -147,5 +149,16 @@ for r in rows:
     print(f"{r['model']:<14}{r['batch']:>6}  {r['backend']:<13}{r['train_img_per_s']:>12.1f}"
           f"{r['infer_img_per_s']:>13.1f}{disp:>10}{mib:>9}{host:>9}{ratio:>16}  {r['adapter']}")
 EOF
+
+# --- Tests on this GPU ----------------------------------------------------------------------------
+# PyTorch parity of every model on the GPU's kernels, the fast convolutions against tfjs's, and
+# replayed steps against eager ones (bench/gpu_tests.ts, bundled by prepare_gpu.sh).
+if [[ $have_gpu == 1 && ${GPU_TESTS:-1} == 1 && -s $src/gpu_tests.js ]]; then
+  say "run: deno test $src/gpu_tests.js"
+  timeout "${GPU_TESTS_TIMEOUT:-240}" "$deno" test --allow-read=. "$src/gpu_tests.js" \
+    >"$work/gpu_tests.out" 2>&1
+  say "GPU tests: exit $?"
+  grep -v XDG_RUNTIME_DIR "$work/gpu_tests.out" | tee -a "$log" | tail -n 40 >&2
+fi
 say "results: $results, log: $log"
 [[ $have_gpu == 1 ]]

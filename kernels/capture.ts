@@ -57,7 +57,6 @@ interface Internals {
 interface Ownership {
   owner: Map<GPUBuffer, Recording>;
   capturing: Recording | null;
-  live: number;
   /** The methods wrapped, and the wrappers installed. */
   acquire: BufferManager["acquireBuffer"];
   release: BufferManager["releaseBuffer"];
@@ -79,7 +78,6 @@ function ownershipOf(be: Internals): Ownership {
     state = {
       owner: new Map(),
       capturing: null,
-      live: 0,
       acquire: bm.acquireBuffer,
       release: bm.releaseBuffer,
       acquireWrapper: null,
@@ -257,7 +255,6 @@ export class Recording {
     }
     this.#uniforms.clear();
     this.commands.length = 0;
-    o.live--;
   }
 }
 
@@ -298,7 +295,6 @@ export function capture<T>(
   }
   const o = ownershipOf(be);
   const rec = new Recording(backend);
-  o.live++;
   const allowed = new Set(state.map((t) => gpuBufferOf(backend, t)));
   // Everything recorded before the capture is submitted first: the recording starts clean.
   if (be.commandEncoder) {

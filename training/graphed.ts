@@ -116,6 +116,7 @@ abstract class CapturedStep {
     const g = this.#graphs.get(key);
     if (!g) return;
     this.#graphs.delete(key);
+    if (this.#last === g) this.#last = null;
     g.recording.dispose();
     tf.dispose([...g.inputs, ...g.outputs]);
   }

@@ -149,6 +149,7 @@ export async function train(
   });
   let progress: Progress = { epoch: 0, bestAccuracy: 0, bestEpoch: 0 };
   const graph = options.eager ? null : new GraphedTrainStep(model, opt);
+  let reportedFailure: string | null = null;
   const runStep = (x: tf.Tensor4D, y: tf.Tensor1D): BatchResult =>
     graph ? graph.run(x, y) : trainBatch(model, opt, x, y);
   try {
@@ -200,6 +201,11 @@ export async function train(
         ...options,
         budget,
       });
+      const failure = graph?.stats.lastFailure;
+      if (failure && failure !== reportedFailure) {
+        log(`note: training steps run through tfjs, not replayed (${failure})`);
+        reportedFailure = failure;
+      }
       if (fit.stoppedAt) {
         // Stopped mid-epoch: checkpoint what is done so far, to continue from the next step.
         interrupted = true;

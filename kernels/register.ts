@@ -23,6 +23,7 @@ import { runDepthwiseFilterGrad } from "./depthwise_filter_grad.ts";
 import { registerSgdKernel, unregisterSgdKernel } from "./sgd.ts";
 import { registerRunningStatsKernel, unregisterRunningStatsKernel } from "./running_stats.ts";
 import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnorm.ts";
+import { registerSqueezeExciteKernels, unregisterSqueezeExciteKernels } from "./squeeze_excite.ts";
 import { installDispatchCache, uninstallDispatchCache } from "./dispatch.ts";
 import { registerGroupedConvKernels, unregisterGroupedConvKernels } from "./grouped_conv.ts";
 
@@ -228,6 +229,8 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
   // The same chunking on every adapter: the chunks fix the order of the statistics' sums, and
   // the models' PyTorch parity (ReLU kinks included) holds for this order.
   registerBatchNormKernels();
+  // New kernels (no stock ones): squeeze-and-excitation and its gradient, `squeeze_excite.ts`.
+  registerSqueezeExciteKernels();
   // A new kernel (no stock one): BatchNorm's running averages, `kernels/running_stats.ts`.
   registerRunningStatsKernel();
   // New kernels (no stock ones): grouped convolution and its gradients, `kernels/grouped_conv.ts`.
@@ -259,6 +262,7 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
 export function unregisterFastKernels(): void {
   unregisterSgdKernel();
   unregisterBatchNormKernels();
+  unregisterSqueezeExciteKernels();
   unregisterRunningStatsKernel();
   unregisterGroupedConvKernels();
   uninstallDispatchCache();

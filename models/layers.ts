@@ -15,6 +15,7 @@ import {
   convRnnStep,
   runningStatsUpdate,
   runningStatsUpdateInPlace,
+  squeezeExcitation,
 } from "./ops.ts";
 
 type Kwargs = Record<string, unknown>;
@@ -582,7 +583,8 @@ export interface SqueezeExciteArgs {
 
 /**
  * torchvision's `SqueezeExcitation`: global average pool, `fc1` (1x1 conv with bias), ReLU,
- * `fc2` (1x1 conv with bias), sigmoid, and the input scaled channel by channel.
+ * `fc2` (1x1 conv with bias), sigmoid, and the input scaled channel by channel
+ * (`squeezeExcitation` in `ops.ts`: one fused op where the backend has its kernel).
  */
 export class SqueezeExcite extends tf.layers.Layer implements TorchModule {
   /** tfjs serialization name. */
@@ -614,15 +616,13 @@ export class SqueezeExcite extends tf.layers.Layer implements TorchModule {
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-      const [n, , , c] = x.shape, s = this.squeeze;
-      const pooled = x.mean([1, 2]) as tf.Tensor2D;
-      const hidden = tf.relu(
-        tf.matMul(pooled, this.w1.read().reshape([c, s]) as tf.Tensor2D).add(this.b1.read()),
-      ) as tf.Tensor2D;
-      const scale = tf.sigmoid(
-        tf.matMul(hidden, this.w2.read().reshape([s, c]) as tf.Tensor2D).add(this.b2.read()),
-      );
-      return x.mul(scale.reshape([n, 1, 1, c]));
+      const c = x.shape[3], s = this.squeeze;
+      return squeezeExcitation(x, {
+        w1: this.w1.read().reshape([c, s]) as tf.Tensor2D,
+        b1: this.b1.read() as tf.Tensor1D,
+        w2: this.w2.read().reshape([s, c]) as tf.Tensor2D,
+        b2: this.b2.read() as tf.Tensor1D,
+      });
     });
   }
 

@@ -14,6 +14,7 @@ import {
   runningStatsAvailable,
   runningStatsInPlace,
 } from "../kernels/running_stats.ts";
+import { squeezeExcite, squeezeExciteAvailable } from "../kernels/squeeze_excite.ts";
 
 /** How a convolution is applied, as `torch.nn.Conv2d` takes it. */
 export interface ConvSpec {
@@ -140,6 +141,45 @@ export function batchNormTraining(
     y: y as tf.Tensor4D,
     stats: { mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, count: n * h * w },
   };
+}
+
+/** Parameters of {@link squeezeExcitation}: the two fully connected layers. */
+export interface SqueezeExciteParams {
+  /** `fc1` weight `[C, S]`. */
+  w1: tf.Tensor2D;
+  /** `fc1` bias `[S]`. */
+  b1: tf.Tensor1D;
+  /** `fc2` weight `[S, C]`. */
+  w2: tf.Tensor2D;
+  /** `fc2` bias `[C]`. */
+  b2: tf.Tensor1D;
+}
+
+/**
+ * torchvision's `SqueezeExcitation` on NHWC input: `x * sigmoid(fc2(relu(fc1(mean_hw(x)))))`.
+ * Where the current backend has the fused kernel (`kernels/squeeze_excite.ts`, registered for
+ * webgpu by `registerFastKernels`), one op computes it (three dispatches forward, four
+ * backward); elsewhere `tf.mean`, `tf.matMul`, `tf.relu`, `tf.sigmoid` and `tf.mul` do.
+ *
+ * @param x input `[N, H, W, C]`
+ * @param params the weights and biases of `fc1` and `fc2`
+ * @returns `x` scaled channel by channel, shaped as `x`
+ */
+export function squeezeExcitation(x: tf.Tensor4D, params: SqueezeExciteParams): tf.Tensor4D {
+  const { w1, b1, w2, b2 } = params;
+  if (
+    x.size > 0 && [x, w1, b1, w2, b2].every((t) => t.dtype === "float32") &&
+    squeezeExciteAvailable()
+  ) {
+    return squeezeExcite(x, params);
+  }
+  return tf.tidy(() => {
+    const [n, , , c] = x.shape;
+    const pooled = x.mean([1, 2]) as tf.Tensor2D;
+    const hidden = tf.relu(tf.matMul(pooled, w1).add(b1)) as tf.Tensor2D;
+    const scale = tf.sigmoid(tf.matMul(hidden, w2).add(b2));
+    return x.mul(scale.reshape([n, 1, 1, c])) as tf.Tensor4D;
+  });
 }
 
 /**

@@ -29,7 +29,8 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
-import { runDirect, uninitialized } from "./direct.ts";
+import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
+import { flatGrid, flatMain, runDirect, uninitialized } from "./direct.ts";
 import type { ProgramUniforms, WebGPUProgram } from "./gemm_program.ts";
 
 /** Name of the fused training-mode batch-norm op (registered for webgpu by `register.ts`). */
@@ -360,16 +361,6 @@ function mergeCode(what: "stats" | "grad", channels: number): string {
     }`;
 }
 
-/** Largest number of workgroups in one dimension that every WebGPU device allows. */
-const MAX_WORKGROUPS_PER_DIM = 65535;
-
-/** A 1-D range of `n` invocations in workgroups of 64, as a grid WebGPU accepts. */
-function grid64(n: number): [number, number, number] {
-  const groups = Math.max(1, Math.ceil(n / 64));
-  if (groups <= MAX_WORKGROUPS_PER_DIM) return [groups, 1, 1];
-  return [MAX_WORKGROUPS_PER_DIM, Math.ceil(groups / MAX_WORKGROUPS_PER_DIM), 1];
-}
-
 /** The lane width of the elementwise passes: `vec4` when the channels come in fours. */
 function elementVec(channels: number): number {
   return channels % 4 === 0 ? 4 : 1;
@@ -394,10 +385,7 @@ function dxCode(channels: number, relu: boolean, residual: boolean): string {
     ...(residual ? [["dshortcut", "read_write", T] as [string, "read_write", string]] : []),
   ]);
   return `${decls}
-    @compute @workgroup_size(64)
-    fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,
-        @builtin(local_invocation_index) lid : u32) {
-      let index = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+    ${flatMain()}
       if (index >= uniforms.size) {
         return;
       }
@@ -644,14 +632,11 @@ export function runBatchNormTrainGrad(
       ...(dshortcut ? [{ tensor: dshortcut, access: "read_write" as const }] : []),
     ],
     uniforms: planBytes(plan, attrs.epsilon, size),
-    workgroups: grid64(size),
+    workgroups: flatGrid(size),
   });
   backend.disposeData(part.dataId);
   return dshortcut ? [dx, dgamma, dbeta, dshortcut] : [dx, dgamma, dbeta];
 }
-
-/** Marks the kernel functions of this module. */
-const FAST_BN = Symbol.for("regnet-vision.fastBatchNormKernel");
 
 tf.registerGradient({
   kernelName: BATCH_NORM_TRAIN_KERNEL,
@@ -699,15 +684,10 @@ export function registerBatchNormKernels(): void {
       args.inputs as Parameters<typeof runBatchNormTrainGrad>[1],
       args.attrs as unknown as BatchNormTrainAttrs,
     );
-  const pairs: [string, tf.KernelFunc][] = [
+  registerOwnKernels([
     [BATCH_NORM_TRAIN_KERNEL, forward],
     [BATCH_NORM_TRAIN_GRAD_KERNEL, backward],
-  ];
-  for (const [kernelName, kernelFunc] of pairs) {
-    if (tf.getKernel(kernelName, "webgpu") !== undefined) continue;
-    (kernelFunc as unknown as Record<symbol, boolean>)[FAST_BN] = true;
-    tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc });
-  }
+  ]);
 }
 
 /**
@@ -720,12 +700,7 @@ export function registerBatchNormKernels(): void {
  * ```
  */
 export function unregisterBatchNormKernels(): void {
-  for (const name of [BATCH_NORM_TRAIN_KERNEL, BATCH_NORM_TRAIN_GRAD_KERNEL]) {
-    const config = tf.getKernel(name, "webgpu");
-    if (config && (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_BN]) {
-      tf.unregisterKernel(name, "webgpu");
-    }
-  }
+  unregisterOwnKernels([BATCH_NORM_TRAIN_KERNEL, BATCH_NORM_TRAIN_GRAD_KERNEL]);
 }
 
 /**
@@ -739,9 +714,7 @@ export function unregisterBatchNormKernels(): void {
  * ```
  */
 export function fusedBatchNormAvailable(): boolean {
-  const backend = tf.getBackend();
-  return backend !== undefined && backend !== null &&
-    tf.getKernel(BATCH_NORM_TRAIN_KERNEL, backend) !== undefined;
+  return kernelOnCurrentBackend(BATCH_NORM_TRAIN_KERNEL);
 }
 
 /**

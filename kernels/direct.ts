@@ -13,7 +13,7 @@
  * {@link directDispatchStats} and in `countDispatches`.
  *
  * Tensors written in place must be owned (one tfjs tensor on the data; see
- * {@link ownedForWrite}); their CPU copy, which tfjs keeps after a read, is dropped, so the
+ * {@link ownForWrite}); their CPU copy, which tfjs keeps after a read, is dropped, so the
  * next read sees the new values.
  *
  * @module
@@ -107,6 +107,39 @@ function idOf(c: Caches, obj: object): number {
   let id = c.ids.get(obj);
   if (id === undefined) c.ids.set(obj, id = c.nextId++);
   return id;
+}
+
+/** Largest number of workgroups in one dimension that every WebGPU device allows. */
+const MAX_WORKGROUPS_PER_DIM = 65535;
+
+/**
+ * A 1-D range of `invocations` in workgroups of `workgroupSize`, as a grid WebGPU accepts (a
+ * second dimension beyond 65,535 workgroups). Shaders number it with {@link flatMain}.
+ *
+ * @param invocations invocations wanted (at least one workgroup is dispatched)
+ * @param workgroupSize invocations per workgroup
+ * @returns workgroups per dimension
+ */
+export function flatGrid(invocations: number, workgroupSize = 64): [number, number, number] {
+  const groups = Math.max(1, Math.ceil(invocations / workgroupSize));
+  if (groups <= MAX_WORKGROUPS_PER_DIM) return [groups, 1, 1];
+  return [MAX_WORKGROUPS_PER_DIM, Math.ceil(groups / MAX_WORKGROUPS_PER_DIM), 1];
+}
+
+/**
+ * WGSL: the head of a `main` entry point over a {@link flatGrid} grid, up to its opening brace,
+ * defining `wg` (the flat workgroup index, u32), `lid` (the index within it) and `index` (the
+ * flat invocation index, i32). Invocations past the range wanted are the shader's to skip.
+ *
+ * @param workgroupSize invocations per workgroup
+ * @returns the WGSL
+ */
+export function flatMain(workgroupSize = 64): string {
+  return `@compute @workgroup_size(${workgroupSize})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,
+    @builtin(local_invocation_index) lid : u32) {
+  let wg = wid.y * nwg.x + wid.x;
+  let index = i32(wg * ${workgroupSize}u + lid);`;
 }
 
 /**
@@ -255,16 +288,21 @@ export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
 }
 
 /**
- * Whether a tensor can be written in place: it is the only tfjs tensor on its data. (A variable
- * assigned from a tensor that is still alive shares that tensor's data.)
+ * Makes a variable writable in place: when another tfjs tensor shares its data (a variable
+ * assigned from a tensor that is still alive), the variable moves to a copy of its own first.
  *
  * @param backend the webgpu backend
- * @param t the tensor
- * @returns true when no other tensor sees its data
+ * @param v the variable
+ * @returns `v`
  */
-export function ownedForWrite(backend: WebGPUBackend, t: tf.TensorInfo): boolean {
-  const data = (backend as unknown as Internals).tensorMap.get(t.dataId);
-  return data !== undefined && data.refCount <= 1;
+export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
+  const data = (backend as unknown as Internals).tensorMap.get(v.dataId);
+  if (data === undefined || data.refCount > 1) {
+    const copy = privateCopy(backend, v);
+    v.assign(copy);
+    copy.dispose();
+  }
+  return v;
 }
 
 /**

@@ -29,6 +29,7 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
+import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
 import { type ProgramUniforms, SplitKReduceProgram, type WebGPUProgram } from "./gemm_program.ts";
 
 /** Name of the forward kernel. */
@@ -733,8 +734,6 @@ tf.registerGradient({
   },
 });
 
-/** Marks the kernel functions of this module, so a second copy of it recognises them. */
-const FAST_GCONV = Symbol.for("regnet-vision.fastGroupedConvKernel");
 const KERNEL_NAMES = [
   GROUPED_CONV_KERNEL,
   GROUPED_CONV_INPUT_GRAD_KERNEL,
@@ -791,21 +790,8 @@ export function registerGroupedConvKernels(
     const c = checkedInfo(x.shape, a.filterShape, a, [x, dy]);
     return runGroupedConvFilterGrad(args.backend as WebGPUBackend, c, x, dy, policy);
   };
-  const funcs = [forward, inputGrad, filterGrad];
-  KERNEL_NAMES.forEach((kernelName, i) => {
-    const current = tf.getKernel(kernelName, "webgpu");
-    if (current !== undefined) {
-      if (!isOurs(current)) return;
-      tf.unregisterKernel(kernelName, "webgpu"); // re-register with the new policy
-    }
-    (funcs[i] as unknown as Record<symbol, boolean>)[FAST_GCONV] = true;
-    tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc: funcs[i] });
-  });
-}
-
-function isOurs(config: tf.KernelConfig | undefined): boolean {
-  return config !== undefined &&
-    (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_GCONV] === true;
+  // Re-registered when ours are there: the split policy may have changed.
+  registerOwnKernels([forward, inputGrad, filterGrad].map((f, i) => [KERNEL_NAMES[i], f]), true);
 }
 
 /**
@@ -818,9 +804,7 @@ function isOurs(config: tf.KernelConfig | undefined): boolean {
  * ```
  */
 export function unregisterGroupedConvKernels(): void {
-  for (const name of KERNEL_NAMES) {
-    if (isOurs(tf.getKernel(name, "webgpu"))) tf.unregisterKernel(name, "webgpu");
-  }
+  unregisterOwnKernels(KERNEL_NAMES);
 }
 
 /**
@@ -843,8 +827,7 @@ export function groupedConvAvailable(
   filterShape: readonly number[],
   attrs: GroupedConvAttrs,
 ): boolean {
-  const backend = tf.getBackend();
-  if (!backend || tf.getKernel(GROUPED_CONV_KERNEL, backend) === undefined) return false;
+  if (!kernelOnCurrentBackend(GROUPED_CONV_KERNEL)) return false;
   try {
     return groupedConvSupported(groupedConvInfo(xShape, filterShape, attrs));
   } catch {

@@ -14,7 +14,14 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
-import { type Access, type DirectBinding, maxStorageBindings, runDirect } from "./direct.ts";
+import {
+  type Access,
+  type DirectBinding,
+  flatGrid,
+  flatMain,
+  maxStorageBindings,
+  runDirect,
+} from "./direct.ts";
 
 /** One elementwise update, applied to items of tensors. */
 export interface MultiTensorKernel {
@@ -40,7 +47,6 @@ export interface MultiTensorItem {
 /** Items one dispatch takes at most, whatever the limit (keeps the shaders short). */
 export const MAX_ITEMS_PER_DISPATCH = 16;
 const THREADS = 256;
-const MAX_GROUPS_X = 65535;
 
 /** Items per dispatch for a kernel on a backend. */
 export function itemsPerDispatch(backend: WebGPUBackend, kernel: MultiTensorKernel): number {
@@ -70,10 +76,7 @@ function shader(kernel: MultiTensorKernel, widths: number[]): string {
   lines.push(
     `struct Items { item : array<vec4<u32>, ${k}>, param : array<vec4<f32>, ${k}>, };`,
     `@group(0) @binding(${binding}) var<uniform> u : Items;`,
-    `@compute @workgroup_size(${THREADS})`,
-    "fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,",
-    "        @builtin(local_invocation_index) lid : u32) {",
-    "  let wg = wid.y * nwg.x + wid.x;",
+    flatMain(THREADS),
   );
   widths.forEach((w, j) => {
     const body = kernel.body((m) => `t${j}_${m}`, w === 4 ? "vec4<f32>" : "f32");
@@ -115,13 +118,12 @@ function dispatchGroup(
     params.set(item.params.slice(0, 4), 4 * j);
     item.tensors.forEach((tensor, m) => bindings.push({ tensor, access: kernel.accesses[m] }));
   });
-  const x = Math.min(groups, MAX_GROUPS_X);
   runDirect(backend, {
     key: `${kernel.name}|${widths.join("")}`,
     code: () => shader(kernel, widths),
     bindings,
     uniforms: bytes,
-    workgroups: [x, Math.ceil(groups / x), 1],
+    workgroups: flatGrid(groups * THREADS, THREADS),
   });
 }
 

@@ -19,7 +19,8 @@
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
 import type { WebGPUProgram } from "./gemm_program.ts";
-import { ownedForWrite, privateCopy } from "./direct.ts";
+import { ownForWrite } from "./direct.ts";
+import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
 import { type MultiTensorKernel, runMultiTensor } from "./multi_tensor.ts";
 
 /** Name of the running-statistics op (registered for webgpu by `register.ts`). */
@@ -176,10 +177,7 @@ export function runningStatsInPlace(slots: readonly RunningStatsSlot[]): boolean
   if (all.some((t) => t.dtype !== "float32")) return false;
   const backend = tf.backend() as WebGPUBackend;
   for (const v of [...slots.flatMap((s) => [s.runningMean, s.runningVar]), ...counts]) {
-    if (ownedForWrite(backend, v)) continue;
-    const copy = privateCopy(backend, v);
-    v.assign(copy);
-    copy.dispose();
+    ownForWrite(backend, v);
   }
   runningStatsInPlaceStats.calls++;
   runningStatsInPlaceStats.dispatches += runMultiTensor(
@@ -203,9 +201,6 @@ export function runningStatsInPlace(slots: readonly RunningStatsSlot[]): boolean
   return true;
 }
 
-/** Marks the kernel function of this module. */
-const FAST_RUNNING_STATS = Symbol.for("regnet-vision.fastRunningStatsKernel");
-
 /**
  * Registers {@link RUNNING_STATS_KERNEL} for the webgpu backend. Idempotent.
  * (`registerFastKernels` in `register.ts` calls it.)
@@ -218,15 +213,13 @@ const FAST_RUNNING_STATS = Symbol.for("regnet-vision.fastRunningStatsKernel");
  * ```
  */
 export function registerRunningStatsKernel(): void {
-  if (tf.getKernel(RUNNING_STATS_KERNEL, "webgpu") !== undefined) return;
   const kernelFunc: tf.KernelFunc = (args) =>
     runRunningStats(
       args.backend as WebGPUBackend,
       args.inputs as Parameters<typeof runRunningStats>[1],
       args.attrs as unknown as RunningStatsAttrs,
     );
-  (kernelFunc as unknown as Record<symbol, boolean>)[FAST_RUNNING_STATS] = true;
-  tf.registerKernel({ kernelName: RUNNING_STATS_KERNEL, backendName: "webgpu", kernelFunc });
+  registerOwnKernels([[RUNNING_STATS_KERNEL, kernelFunc]]);
 }
 
 /**
@@ -239,10 +232,7 @@ export function registerRunningStatsKernel(): void {
  * ```
  */
 export function unregisterRunningStatsKernel(): void {
-  const config = tf.getKernel(RUNNING_STATS_KERNEL, "webgpu");
-  if (config && (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_RUNNING_STATS]) {
-    tf.unregisterKernel(RUNNING_STATS_KERNEL, "webgpu");
-  }
+  unregisterOwnKernels([RUNNING_STATS_KERNEL]);
 }
 
 /**
@@ -256,9 +246,7 @@ export function unregisterRunningStatsKernel(): void {
  * ```
  */
 export function runningStatsAvailable(): boolean {
-  const backend = tf.getBackend();
-  return backend !== undefined && backend !== null &&
-    tf.getKernel(RUNNING_STATS_KERNEL, backend) !== undefined;
+  return kernelOnCurrentBackend(RUNNING_STATS_KERNEL);
 }
 
 /**

@@ -20,7 +20,7 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
-import { ownedForWrite, privateCopy, uninitialized } from "./direct.ts";
+import { ownForWrite, privateCopy, uninitialized } from "./direct.ts";
 import { type MultiTensorKernel, runMultiTensor } from "./multi_tensor.ts";
 
 /** Hyperparameters of one update (torch's `SGD` ones). */
@@ -85,16 +85,6 @@ function sgdKernel(h: SgdHyper, first: boolean): MultiTensorKernel {
   };
 }
 
-/** `v`, or `v` moved to a buffer of its own when another tensor shares its data. */
-function owned(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
-  if (!ownedForWrite(backend, v)) {
-    const copy = privateCopy(backend, v);
-    v.assign(copy);
-    copy.dispose();
-  }
-  return v;
-}
-
 /**
  * One in-place SGD update of every slot on the webgpu backend (see the module doc). Buffers made
  * for slots without one are returned, in slot order (`null` where a slot had one or momentum is
@@ -120,7 +110,7 @@ export function sgdStepInPlace(
     if (!tf.util.arraysEqual(s.grad.shape, s.param.shape)) {
       throw new Error(`SGD: gradient shape [${s.grad.shape}] differs from [${s.param.shape}]`);
     }
-    const param = owned(backend, s.param);
+    const param = ownForWrite(backend, s.param);
     let grad = s.grad;
     if (grad.dataId === param.dataId || (s.buffer && grad.dataId === s.buffer.dataId)) {
       grad = privateCopy(backend, grad);
@@ -130,7 +120,7 @@ export function sgdStepInPlace(
       later.push({ tensors: [param, grad], params });
       made.push(null);
     } else if (s.buffer) {
-      later.push({ tensors: [param, owned(backend, s.buffer), grad], params });
+      later.push({ tensors: [param, ownForWrite(backend, s.buffer), grad], params });
       made.push(null);
     } else {
       const fresh = uninitialized(backend, param.shape);

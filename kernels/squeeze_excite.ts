@@ -25,7 +25,8 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
-import { runDirect, uninitialized } from "./direct.ts";
+import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
+import { flatGrid, flatMain, runDirect, uninitialized } from "./direct.ts";
 
 /** Name of the squeeze-and-excitation op (registered for webgpu by `register.ts`). */
 export const SQUEEZE_EXCITE_KERNEL = "RegnetSqueezeExcite";
@@ -50,21 +51,8 @@ type Info = tf.TensorInfo;
 
 /** Invocations per workgroup of every dispatch. */
 const WG = 64;
-/** Largest number of workgroups in one dimension that every WebGPU device allows. */
-const MAX_WORKGROUPS_PER_DIM = 65535;
-
-/** A 1-D range of `n` invocations in workgroups of 64, as a grid WebGPU accepts. */
-function grid64(n: number): [number, number, number] {
-  const groups = Math.max(1, Math.ceil(n / WG));
-  if (groups <= MAX_WORKGROUPS_PER_DIM) return [groups, 1, 1];
-  return [MAX_WORKGROUPS_PER_DIM, Math.ceil(groups / MAX_WORKGROUPS_PER_DIM), 1];
-}
-
-/** WGSL: the flat invocation index of a {@link grid64} grid (`index`). */
-const FLAT_MAIN = `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,
-    @builtin(local_invocation_index) lid : u32) {
-  let index = i32((wid.y * nwg.x + wid.x) * ${WG}u + lid);`;
+/** WGSL: the head of the flat passes' entry point (`index`: the flat invocation index). */
+const FLAT_MAIN = flatMain(WG);
 
 /** The sizes of one call. */
 interface Dims {
@@ -391,7 +379,7 @@ export function runSqueezeExcite(
       { tensor: saved, access: "read" },
       { tensor: y, access: "read_write" },
     ],
-    workgroups: grid64(d.n * d.hw * d.c / d.vec),
+    workgroups: flatGrid(d.n * d.hw * d.c / d.vec),
   });
   return [y, saved];
 }
@@ -451,7 +439,7 @@ export function runSqueezeExciteGrad(
       { tensor: dw2, access: "read_write" },
       { tensor: db2, access: "read_write" },
     ],
-    workgroups: grid64(2 * d.c * d.s + d.s + d.c),
+    workgroups: flatGrid(2 * d.c * d.s + d.s + d.c),
   });
   const dx = uninitialized(backend, x.shape);
   runDirect(backend, {
@@ -463,7 +451,7 @@ export function runSqueezeExciteGrad(
       { tensor: work, access: "read" },
       { tensor: dx, access: "read_write" },
     ],
-    workgroups: grid64(d.n * d.hw * d.c / d.vec),
+    workgroups: flatGrid(d.n * d.hw * d.c / d.vec),
   });
   // Still bound in recorded commands: the backend keeps its buffer until the next submit.
   work.dispose();
@@ -487,9 +475,6 @@ tf.registerGradient({
   },
 });
 
-/** Marks the kernel functions of this module. */
-const FAST_SE = Symbol.for("regnet-vision.squeezeExciteKernel");
-
 /**
  * Registers {@link SQUEEZE_EXCITE_KERNEL} and its gradient kernel for the webgpu backend.
  * Idempotent. (`registerFastKernels` in `register.ts` calls it.)
@@ -512,15 +497,10 @@ export function registerSqueezeExciteKernels(): void {
       args.backend as WebGPUBackend,
       args.inputs as Parameters<typeof runSqueezeExciteGrad>[1],
     );
-  const pairs: [string, tf.KernelFunc][] = [
+  registerOwnKernels([
     [SQUEEZE_EXCITE_KERNEL, forward],
     [SQUEEZE_EXCITE_GRAD_KERNEL, backward],
-  ];
-  for (const [kernelName, kernelFunc] of pairs) {
-    if (tf.getKernel(kernelName, "webgpu") !== undefined) continue;
-    (kernelFunc as unknown as Record<symbol, boolean>)[FAST_SE] = true;
-    tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc });
-  }
+  ]);
 }
 
 /**
@@ -533,12 +513,7 @@ export function registerSqueezeExciteKernels(): void {
  * ```
  */
 export function unregisterSqueezeExciteKernels(): void {
-  for (const name of [SQUEEZE_EXCITE_KERNEL, SQUEEZE_EXCITE_GRAD_KERNEL]) {
-    const config = tf.getKernel(name, "webgpu");
-    if (config && (config.kernelFunc as unknown as Record<symbol, boolean>)[FAST_SE]) {
-      tf.unregisterKernel(name, "webgpu");
-    }
-  }
+  unregisterOwnKernels([SQUEEZE_EXCITE_KERNEL, SQUEEZE_EXCITE_GRAD_KERNEL]);
 }
 
 /**
@@ -552,9 +527,7 @@ export function unregisterSqueezeExciteKernels(): void {
  * ```
  */
 export function squeezeExciteAvailable(): boolean {
-  const backend = tf.getBackend();
-  return backend !== undefined && backend !== null &&
-    tf.getKernel(SQUEEZE_EXCITE_KERNEL, backend) !== undefined;
+  return kernelOnCurrentBackend(SQUEEZE_EXCITE_KERNEL);
 }
 
 /**

@@ -296,27 +296,20 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
   /**
    * {@link BatchNorm2d.commitRunningStats} for every BatchNorm2d among `layers` that ran a
    * training-mode batch (others are skipped), in one multi-tensor update where the backend has
-   * it.
+   * it (which also counts the batches, on the GPU).
    *
    * @param layers a model's layers
-   * @param options `countBatches: false` leaves `num_batches_tracked` to the caller
-   *   ({@link BatchNorm2d.countBatches}); true when absent
-   * @returns the layers updated
    */
-  static commitAll(
-    layers: Iterable<unknown>,
-    options: { countBatches?: boolean } = {},
-  ): BatchNorm2d[] {
+  static commitAll(layers: Iterable<unknown>): void {
     const ready: BatchNorm2d[] = [];
     for (const l of layers) if (l instanceof BatchNorm2d && l.pending) ready.push(l);
-    if (ready.length === 0) return ready;
-    const count = options.countBatches ?? true;
+    if (ready.length === 0) return;
     const done = runningStatsUpdateInPlace(ready.map((l) => ({
       runningMean: l.runningMean.read() as tf.Variable,
       runningVar: l.runningVar.read() as tf.Variable,
       stats: l.pending!,
       momentum: l.momentum,
-      count: count ? l.batchesTracked.read() as tf.Variable : undefined,
+      count: l.batchesTracked.read() as tf.Variable,
     })));
     for (const l of ready) {
       const stats = l.pending!;
@@ -331,25 +324,10 @@ export class BatchNorm2d extends tf.layers.Layer implements TorchModule {
           );
           l.runningMean.write(update.mean);
           l.runningVar.write(update.variance);
+          l.batchesTracked.write(l.batchesTracked.read().add(1));
         });
       }
       tf.dispose([stats.mean, stats.variance]);
-    }
-    // In place, the kernel counted the batch too (on the GPU).
-    if (count && !done) BatchNorm2d.countBatches(ready);
-    return ready;
-  }
-
-  /**
-   * Adds one to `num_batches_tracked` of each layer (PyTorch counts every training-mode batch).
-   *
-   * @param layers the layers that ran a batch
-   */
-  static countBatches(layers: readonly BatchNorm2d[]): void {
-    for (const l of layers) {
-      tf.tidy(() => {
-        l.batchesTracked.write(l.batchesTracked.read().add(1));
-      });
     }
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { initBackend, probeAdapter } from "../backend/backend.ts";
+import { initBackend, probeAdapter, STORAGE_BINDINGS_WANTED } from "../backend/backend.ts";
 import { tf } from "../deps.ts";
 
 Deno.test("initBackend: cpu on request, webgpu by default when an adapter exists", async () => {
@@ -11,7 +11,17 @@ Deno.test("initBackend: cpu on request, webgpu by default when an adapter exists
   const probe = await probeAdapter();
   assert.equal(info.backend, probe ? "webgpu" : "cpu");
   assert.equal(lines.length, 1);
-  if (probe) assert.match(lines[0], new RegExp(`webgpu on "${probe.name.replace(/[()]/g, ".")}"`));
+  if (probe) {
+    assert.match(lines[0], new RegExp(`webgpu on "${probe.name.replace(/[()]/g, ".")}"`));
+    // The device has as many storage buffers per dispatch as the adapter allows, up to 64
+    // (WebGPU's default is 8): the multi-tensor kernels pack more tensors per dispatch.
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    assert.equal(
+      device.limits.maxStorageBuffersPerShaderStage,
+      Math.min(adapter!.limits.maxStorageBuffersPerShaderStage, STORAGE_BINDINGS_WANTED),
+    );
+  }
   await initBackend({ backend: "cpu", log: null });
 });
 

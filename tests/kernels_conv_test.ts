@@ -3,6 +3,7 @@ import { tf } from "../deps.ts";
 import { initBackend, probeAdapter } from "../backend/backend.ts";
 import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
+import { convAndGrads, type ConvShape } from "./support/conv.ts";
 import { convGemmSpec, CPU_SPLIT_POLICY } from "../kernels/conv_gemm.ts";
 import {
   adapterProfile,
@@ -18,32 +19,14 @@ import {
 } from "../kernels/register.ts";
 
 type Pad = number | "same" | "valid";
-interface Case {
-  batch: number;
-  h: number;
-  w: number;
-  cin: number;
-  cout: number;
-  k: number;
+interface Case extends ConvShape {
   stride: number;
   pad: Pad;
 }
 
 /** Forward, input gradient and filter gradient of `sum(conv2d(x, w) * g)` on the current backend. */
-async function convAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
-  const rng = new Rng(seed);
-  const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
-  const x = tf.tensor4d(fill(c.batch * c.h * c.w * c.cin), [c.batch, c.h, c.w, c.cin]);
-  const w = tf.tensor4d(fill(c.k * c.k * c.cin * c.cout), [c.k, c.k, c.cin, c.cout]);
-  const y = tf.conv2d(x, w, c.stride, c.pad);
-  const g = tf.tensor(fill(y.size), y.shape);
-  const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
-    tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad).mul(g).sum()
-  );
-  const [dx, dw] = grads([x, w]);
-  const out = [await y.data(), await dx.data(), await dw.data()] as Float32Array[];
-  tf.dispose([x, w, y, g, dx, dw]);
-  return out;
+function convCase(c: Case, seed: number): Promise<Float32Array[]> {
+  return convAndGrads(c, seed, c.cin, (x, w) => tf.conv2d(x, w, c.stride, c.pad));
 }
 
 function randomCases(count: number, seed: number): Case[] {
@@ -89,7 +72,7 @@ async function checkProfile(profile: KernelProfile, cases: Case[]): Promise<void
       registerFastKernels({ profile });
       assert.equal(currentConvPolicy().layout, layout);
       resetFastConvStats();
-      const fast = await convAndGrads(c, i);
+      const fast = await convCase(c, i);
       assert.deepEqual(
         { ...fastConvStats },
         { forward: 2, inputGrad: 1, filterGrad: 1, depthwiseFilterGrad: 0 },
@@ -100,13 +83,13 @@ async function checkProfile(profile: KernelProfile, cases: Case[]): Promise<void
       assert.equal(fastConvLayoutStats[other], 0, `${other} GEMMs used for ${label}`);
       unregisterFastKernels();
       resetFastConvStats();
-      const stock = await convAndGrads(c, i);
+      const stock = await convCase(c, i);
       assert.ok(
         Object.values(fastConvStats).every((v) => v === 0),
         "stock run used fast kernels",
       );
       await initBackend({ backend: "cpu", log: null });
-      const cpu = await convAndGrads(c, i);
+      const cpu = await convCase(c, i);
       for (const [j, what] of ["forward", "input grad", "filter grad"].entries()) {
         const vsStock = relErr(fast[j], stock[j]), vsCpu = relErr(fast[j], cpu[j]);
         assert.ok(vsStock <= 1e-4, `${what} vs stock webgpu: ${vsStock} for ${label}`);

@@ -3,7 +3,7 @@ import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { countDispatches } from "../kernels/counters.ts";
 import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
-import { Rng } from "../util/rng.ts";
+import { convAndGrads, type ConvShape } from "./support/conv.ts";
 import { conv2d } from "../models/ops.ts";
 import {
   GROUPED_CONV_KERNEL,
@@ -17,35 +17,16 @@ import {
   unregisterGroupedConvKernels,
 } from "../kernels/grouped_conv.ts";
 
-interface Case {
-  batch: number;
-  h: number;
-  w: number;
-  cin: number;
-  cout: number;
+interface Case extends ConvShape {
   groups: number;
-  k: number;
   stride: number;
   pad: number;
 }
 
 /** Output, input gradient and filter gradient of `sum(conv2d(x, w) * g)` through `models/ops`. */
-async function groupedAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
-  const rng = new Rng(seed);
-  const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+function groupedAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
   const spec = { stride: c.stride, padding: c.pad, groups: c.groups };
-  const gi = c.cin / c.groups;
-  const x = tf.tensor4d(fill(c.batch * c.h * c.w * c.cin), [c.batch, c.h, c.w, c.cin]);
-  const w = tf.tensor4d(fill(c.k * c.k * gi * c.cout), [c.k, c.k, gi, c.cout]);
-  const y = conv2d(x, w, spec);
-  const g = tf.tensor(fill(y.size), y.shape);
-  const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
-    conv2d(a as tf.Tensor4D, b as tf.Tensor4D, spec).mul(g).sum()
-  );
-  const [dx, dw] = grads([x, w]);
-  const out = [await y.data(), await dx.data(), await dw.data()] as Float32Array[];
-  tf.dispose([x, w, y, g, dx, dw]);
-  return out;
+  return convAndGrads(c, seed, c.cin / c.groups, (x, w) => conv2d(x, w, spec));
 }
 
 /** RegNetY-like shapes (group width 8) and odd ones. */

@@ -23,7 +23,7 @@ import { stateEntries } from "../models/weights.ts";
 import type { SGD } from "./sgd.ts";
 import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
 
-/** Counters of a {@link GraphedTrainStep}. */
+/** Counters of a {@link GraphedTrainStep} or {@link GraphedEvalStep}. */
 export interface GraphStats {
   /** Steps run eagerly (through tfjs). */
   eager: number;

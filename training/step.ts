@@ -48,11 +48,6 @@ export interface TrainBatchOptions {
   keepLogits?: boolean;
   /** Also return the gradients (for inspection, clipping statistics, tests). */
   keepGrads?: boolean;
-  /**
-   * Count the batch in the BatchNorm layers' `num_batches_tracked` (default true; a graphed
-   * step counts outside its capture).
-   */
-  countBatches?: boolean;
 }
 
 /**
@@ -84,7 +79,7 @@ export function trainBatch(
   }, params.map((p) => p.variable));
   const byName = new Map(params.map((p) => [p.name, grads[p.variable.name]]));
   opt.step(params, byName);
-  BatchNorm2d.commitAll(model.layers, { countBatches: options.countBatches });
+  BatchNorm2d.commitAll(model.layers);
   const result: BatchResult = { loss: value, correct: correct!, logits: kept };
   if (options.keepGrads) result.grads = byName;
   else tf.dispose(grads);

@@ -1,6 +1,6 @@
 /**
  * `deno task eval --model <name> --weights <file> [flags]` (or `--run <run folder>`): test
- * accuracy and loss, per-class accuracy and confusion matrix, the seed's 4x4 prediction grid
+ * accuracy and loss, per-class accuracy and confusion matrix, the reference code's 4x4 prediction grid
  * (`--grid grid.png`), and `--compare <run> <run> ...`, a Markdown table of training runs.
  *
  * @module
@@ -14,7 +14,7 @@ import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { loadWeights } from "./models/weights.ts";
 import { compareRuns } from "./report/compare.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
-import { readRun } from "./report/records.ts";
+import { readRun, RUN_FILES, type SavedRun } from "./run/records.ts";
 import {
   confusionMatrix,
   formatConfusion,
@@ -23,8 +23,8 @@ import {
 } from "./report/tables.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { evaluate } from "./training/evaluate.ts";
-import { RUN_FILES, type SavedRun } from "./training/loop.ts";
-import { writeFileAtomic } from "./training/checkpoint.ts";
+
+import { writeFileAtomic } from "./run/checkpoint.ts";
 import { Rng } from "./util/rng.ts";
 import { UserError } from "./util/errors.ts";
 

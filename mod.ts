@@ -1,5 +1,5 @@
 /**
- * Image classifiers for Deno on WebGPU, exact against PyTorch: the seed's ResNet20, ResNet20
+ * Image classifiers for Deno on WebGPU, exact against PyTorch: the reference code's ResNet20, ResNet20
  * with ConvRNN or ConvGRU cells in its blocks, and torchvision's RegNetY-400MF, trained with
  * PyTorch's SGD and BatchNorm semantics through tfjs.
  *
@@ -74,4 +74,17 @@ export { evaluate, type Evaluation } from "./training/evaluate.ts";
 export { type GridItem, renderPredictionGrid } from "./report/grid.ts";
 export { renderCurves } from "./report/curves.ts";
 export { compareRuns } from "./report/compare.ts";
-export { registerFastKernels, unregisterFastKernels } from "./kernels/register.ts";
+export { batchNormTraining, runningStatsUpdate } from "./ops/batchnorm.ts";
+export { conv2d, type ConvSpec } from "./ops/conv.ts";
+export { squeezeExcitation } from "./ops/squeeze_excite.ts";
+export { crossEntropy } from "./ops/loss.ts";
+export {
+  adapterProfile,
+  installWebGpu,
+  registerFastKernels,
+  unregisterFastKernels,
+  type WebGpuHandle,
+  webGpuInstall,
+  type WebGpuOptions,
+} from "./webgpu/install.ts";
+export { countDispatches } from "./webgpu/runtime/counters.ts";

@@ -1,5 +1,5 @@
 /**
- * `deno task train --model <name> [flags]`: trains a model with the seed's recipe (or the
+ * `deno task train --model <name> [flags]`: trains a model with the reference code's recipe (or the
  * flags given), validating after every epoch, into a run folder. `--help` lists the flags.
  *
  * @module

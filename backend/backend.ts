@@ -5,7 +5,7 @@
  * @module
  */
 import { tf, WebGPUBackend } from "../deps.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
+import { installWebGpu, unregisterFastKernels } from "../webgpu/install.ts";
 
 /** The tfjs backends the toolkit runs on. */
 export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
@@ -28,7 +28,7 @@ export interface InitBackendOptions {
   backend?: BackendName;
   /** Where the one-line report goes; `console.error` when absent, nothing when `null`. */
   log?: ((line: string) => void) | null;
-  /** Use the toolkit's WGSL kernels (`kernels/`) on webgpu; true when absent. */
+  /** Install the toolkit's WebGPU layer (`webgpu/`) on webgpu; true when absent. */
   fastKernels?: boolean;
 }
 
@@ -44,7 +44,7 @@ interface EngineInternals {
  * Replaces tfjs's `webgpu` backend factory, while no webgpu backend exists yet, with one that
  * makes the same device (same features and limits) with more storage buffers per dispatch,
  * up to {@link STORAGE_BINDINGS_WANTED} where the adapter allows: the multi-tensor kernels
- * (`kernels/multi_tensor.ts`) then update more tensors per dispatch. A backend made earlier
+ * (`webgpu/kernels/multi_tensor.ts`) then update more tensors per dispatch. A backend made earlier
  * (by the application) is left as it is; the kernels adapt to its limit.
  */
 function registerRoomyWebGpu(): void {
@@ -132,7 +132,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       registerRoomyWebGpu();
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
-        if (options.fastKernels ?? true) registerFastKernels();
+        if (options.fastKernels ?? true) installWebGpu();
         else unregisterFastKernels();
         const kind = probe.fallback ? "software fallback adapter" : "hardware adapter";
         log?.(`backend: webgpu on "${probe.name}" (${kind})`);

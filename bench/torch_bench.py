@@ -14,7 +14,7 @@ infer_img_per_s, dispatches_per_step, gpu_bytes`` (``backend`` "torch-cuda" or "
 ``dispatches_per_step`` null, ``gpu_bytes`` the peak of ``torch.cuda.max_memory_allocated`` or
 null). A header line on stderr names the device.
 
-The seed's ResNets and their ConvRNN/ConvGRU variants are the classes of
+The reference code's ResNets and their ConvRNN/ConvGRU variants are the classes of
 ``tests/fixtures/make_fixtures.py`` (imported from there, not copied); RegNetY is torchvision's.
 Random data, as in the Deno bench. PyTorch's defaults are kept (eager, fp32 parameters, cuDNN
 may use TF32 for convolutions on Ampere and later; ``--no-tf32`` turns that off).
@@ -36,7 +36,7 @@ FIXTURES = os.path.join(HERE, "..", "tests", "fixtures", "make_fixtures.py")
 
 
 def load_fixture_models():
-    """The seed's model classes, from the parity fixtures' generator (imported as a module)."""
+    """The reference code's model classes, from the parity fixtures' generator (imported as a module)."""
     spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

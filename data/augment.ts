@@ -1,7 +1,7 @@
 /**
  * Training-time augmentation on uint8 HWC pixels, seeded: the CIFAR recipe of torchvision's
  * `RandomCrop(size, padding=4)` (zero padding) followed by `RandomHorizontalFlip(p=0.5)`.
- * Off by default, as in the seed; `augment: true` in the batch options turns it on.
+ * Off by default, as in the reference code; `augment: true` in the batch options turns it on.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * Turns an {@link ImageDataset} into fixed-size batches of NHWC float32 tensors normalized with
- * mean 0.5 and std 0.5 (the seed's `transforms.Normalize((0.5,)*3, (0.5,)*3)`), in an order that
+ * mean 0.5 and std 0.5 (the reference code's `transforms.Normalize((0.5,)*3, (0.5,)*3)`), in an order that
  * depends only on `(seed, epoch)`, optionally augmented and resized on the backend. While the
  * caller works on batch k (awaiting GPU reads), batch k+1 is gathered, normalized and uploaded.
  *

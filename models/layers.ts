@@ -10,13 +10,12 @@ import { tf } from "../deps.ts";
 import {
   batchNormTraining,
   type BatchStats,
-  conv2d,
-  convGruStep,
-  convRnnStep,
   runningStatsUpdate,
   runningStatsUpdateInPlace,
-  squeezeExcitation,
-} from "./ops.ts";
+} from "../ops/batchnorm.ts";
+import { conv2d } from "../ops/conv.ts";
+import { convGruStep, convRnnStep } from "../ops/recurrent.ts";
+import { squeezeExcitation } from "../ops/squeeze_excite.ts";
 
 type Kwargs = Record<string, unknown>;
 type Initializer = ReturnType<typeof tf.initializers.zeros>;
@@ -436,7 +435,7 @@ export class Linear extends tf.layers.Layer implements TorchModule {
   }
 }
 
-/** The recurrent cells of the seed's ResNetRNN. */
+/** The recurrent cells of the reference code's ResNetRNN. */
 export const CELL_KINDS = ["rnn", "gru"] as const;
 /** `rnn` (ConvRNN) or `gru` (ConvGRU). */
 export type CellKind = typeof CELL_KINDS[number];
@@ -454,9 +453,9 @@ export interface ConvRecurrentCellArgs {
 }
 
 /**
- * The seed's `ConvRNN` / `ConvGRU` as one layer taking `[x]` (hidden state reset to zeros) or
+ * The reference code's `ConvRNN` / `ConvGRU` as one layer taking `[x]` (hidden state reset to zeros) or
  * `[x, h]`, and returning the new hidden state. A hidden state whose channel count differs from
- * the cell's is reset to zeros, as in the seed's code; the model builders pass none in that case.
+ * the cell's is reset to zeros, as in the reference code; the model builders pass none in that case.
  */
 export class ConvRecurrentCell extends tf.layers.Layer implements TorchModule {
   /** tfjs serialization name. */
@@ -562,7 +561,7 @@ export interface SqueezeExciteArgs {
 /**
  * torchvision's `SqueezeExcitation`: global average pool, `fc1` (1x1 conv with bias), ReLU,
  * `fc2` (1x1 conv with bias), sigmoid, and the input scaled channel by channel
- * (`squeezeExcitation` in `ops.ts`: one fused op where the backend has its kernel).
+ * (`squeezeExcitation` in `ops/squeeze_excite.ts`: one fused op where the backend has its kernel).
  */
 export class SqueezeExcite extends tf.layers.Layer implements TorchModule {
   /** tfjs serialization name. */

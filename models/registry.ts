@@ -55,7 +55,7 @@ export type ModelName = typeof MODEL_NAMES[number];
 
 /** Every model, by the name the CLI and {@link createModel} take. */
 export const MODELS: Readonly<Record<ModelName, ModelSpec>> = {
-  "resnet20": resnet({ depths: [3, 3, 3], widths: CIFAR_WIDTHS }, "the seed's ResNet20"),
+  "resnet20": resnet({ depths: [3, 3, 3], widths: CIFAR_WIDTHS }, "the reference code's ResNet20"),
   "resnet20-convrnn": resnet(
     { depths: [3, 3, 3], widths: CIFAR_WIDTHS, cell: "rnn" },
     "ResNet20 with a ConvRNN cell in every block",

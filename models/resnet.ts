@@ -1,5 +1,5 @@
 /**
- * The seed's CIFAR ResNets (BasicBlocks with 1x1 conv + BN projection shortcuts) and their
+ * The reference code's CIFAR ResNets (BasicBlocks with 1x1 conv + BN projection shortcuts) and their
  * recurrent variants (ResNetRNN: a ConvRNN or ConvGRU cell inside every block, after Xu et al.,
  * "RegNet: Self-Regulated Network for Image Classification"). A variant is one config; one
  * builder makes them all, with PyTorch's module names as layer names.
@@ -33,7 +33,7 @@ export interface BuildOptions {
   seed?: number;
 }
 
-/** The seed's BasicBlock (or BasicRNNBlock when a cell is given), as a function of tensors. */
+/** The reference code's BasicBlock (or BasicRNNBlock when a cell is given), as a function of tensors. */
 function basicBlock(
   x: Sym,
   h: Sym | null,
@@ -63,7 +63,7 @@ function basicBlock(
       hidden: planes,
       seed: seed(3),
     });
-    // The seed's cells reset h to zeros when its channel count differs from theirs.
+    // The reference code's cells reset h to zeros when its channel count differs from theirs.
     h = cell.apply(h !== null && h.shape[3] === planes ? [out, h] : [out]) as Sym;
     out = h;
   }
@@ -79,7 +79,7 @@ function basicBlock(
 }
 
 /**
- * Builds a CIFAR ResNet from its config, layer names as in the seed's PyTorch code (`conv1`,
+ * Builds a CIFAR ResNet from its config, layer names as in the reference PyTorch code (`conv1`,
  * `layer2.0.shortcut.0`, `layer1.0.rnn`, `linear`).
  *
  * @param config stages and cell

@@ -1,5 +1,5 @@
 /**
- * Model weights as PyTorch state dicts: names and layouts of the seed's modules and of
+ * Model weights as PyTorch state dicts: names and layouts of the reference code's modules and of
  * torchvision, stored in safetensors. A state dict saved from PyTorch loads as is; ours load back
  * into PyTorch.
  *

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type EpochRecord, readRun } from "./records.ts";
+import { type EpochRecord, readRun } from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 
 /** What the comparison table shows for one run. */

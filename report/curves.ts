@@ -14,7 +14,7 @@ import {
   skColor,
   textWidth,
 } from "./draw.ts";
-import type { EpochRecord } from "./records.ts";
+import type { EpochRecord } from "../run/records.ts";
 
 /** Line colours (RGB) of the two series, matplotlib's first two default colours. */
 export const CURVE_COLORS: { train: [number, number, number]; val: [number, number, number] } = {

@@ -1,5 +1,5 @@
 /**
- * The prediction grid of the seed notebook ("Visualisation des Prédictions"): test images in a
+ * The prediction grid of the reference notebook ("Visualisation des Prédictions"): test images in a
  * grid (4 columns by default), each enlarged and titled `Pred: <class>` / `True: <class>`, the
  * title green when the prediction is right and red when it is wrong, on a white background.
  *
@@ -23,7 +23,7 @@ export interface GridItem {
 
 /** Options of {@link renderPredictionGrid} and {@link gridLayout}. */
 export interface GridOptions {
-  /** Images per row; 4 by default (the seed's 4x4 grid). */
+  /** Images per row; 4 by default (the reference code's 4x4 grid). */
   columns?: number;
   /** Side in pixels of the square each image is enlarged into (nearest neighbour); 128 by default. */
   cellSize?: number;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { decodePng } from "../deps.ts";
-import { readRun } from "../report/records.ts";
+import { readRun } from "../run/records.ts";
 import { resolveConfig } from "../training/config.ts";
 import { RUN_FILES, train } from "../training/loop.ts";
 import { cifarBytes, tempDir } from "./data_testutil.ts";

@@ -1,22 +1,25 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countDispatches } from "../kernels/counters.ts";
+import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
 import { hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
-import { batchNormTraining } from "../models/ops.ts";
-import {
-  BATCH_NORM_TRAIN_GRAD_KERNEL,
-  BATCH_NORM_TRAIN_KERNEL,
-  fusedBatchNormAvailable,
-  fusedBatchNormLaneStats,
-  fusedBatchNormStats,
-  planBatchNorm,
-  registerBatchNormKernels,
-  resetFusedBatchNormStats,
-  unregisterBatchNormKernels,
-} from "../kernels/batchnorm.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
+import { batchNormTraining, FUSED_BATCH_NORM, FUSED_BATCH_NORM_GRAD } from "../ops/batchnorm.ts";
+import { kernelOnCurrentBackend } from "../ops/support.ts";
+import { BATCH_NORM_KERNELS, planBatchNorm } from "../webgpu/kernels/batchnorm.ts";
+import { registerKernels, unregisterKernels } from "../webgpu/kernels/registry.ts";
+import { defaultPolicies, registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
+
+/** The fused kernels alone (the rest of the WebGPU layer as it is). */
+const registerBatchNormKernels = () => registerKernels(BATCH_NORM_KERNELS, defaultPolicies("gpu"));
+const unregisterBatchNormKernels = () => unregisterKernels(BATCH_NORM_KERNELS);
+const fusedBatchNormAvailable = () => kernelOnCurrentBackend(FUSED_BATCH_NORM);
+const resetFusedBatchNormStats = () => {
+  counters.reset("fusedBatchNorm");
+  counters.reset("fusedBatchNormLanes");
+};
+const fusedBatchNormStats = () => counters.read("fusedBatchNorm");
+const fusedBatchNormLaneStats = () => counters.read("fusedBatchNormLanes");
 
 const EPS = 1e-5;
 
@@ -148,13 +151,13 @@ Deno.test({
           resetFusedBatchNormStats();
           const fused = await runBn(data, activation);
           // One forward for the outputs, one inside tf.grads; one backward.
-          assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 1 });
+          assert.deepEqual(fusedBatchNormStats(), { forward: 2, backward: 1 });
           // Channels in fours are read as vec4 lanes, others one by one.
           const lanes = shape[3] % 4 === 0 ? "vec4" : "scalar";
-          assert.equal(fusedBatchNormLaneStats[lanes], 3, `${shape}: ${lanes} lanes`);
+          assert.equal(fusedBatchNormLaneStats()[lanes], 3, `${shape}: ${lanes} lanes`);
           unregisterBatchNormKernels();
           const webgpu = await runBn(data, activation);
-          assert.equal(fusedBatchNormStats.forward, 2, "the tf-ops path must not use the kernel");
+          assert.equal(fusedBatchNormStats().forward, 2, "the tf-ops path must not use the kernel");
           await tf.setBackend("cpu");
           const cpu = await runBn(data, activation);
           await tf.setBackend("webgpu");
@@ -258,7 +261,7 @@ Deno.test({
           for (const [what, s] of [["random", shortcut], ["cancelling", cancelling]] as const) {
             resetFusedBatchNormStats();
             const fused = await runResidual(data, s, activation, "fused");
-            assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 1 });
+            assert.deepEqual(fusedBatchNormStats(), { forward: 2, backward: 1 });
             const composed = await runResidual(data, s, activation, "composed");
             for (const [k, name] of RESIDUAL_NAMES.entries()) {
               const bad = mismatches(fused[k], composed[k]);
@@ -329,7 +332,7 @@ Deno.test({
 
 Deno.test({
   name: "fused batch norm: 6 dispatches per forward + backward (with a residual too), no " +
-    "leaks, registered by registerFastKernels",
+    "leaks, registered by installWebGpu",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -373,19 +376,19 @@ Deno.test({
       const tensors = tf.memory().numTensors, dataIds = backend.numDataIds();
       resetFusedBatchNormStats();
       const fused = await countDispatches(step);
-      assert.deepEqual({ ...fusedBatchNormStats }, { forward: 1, backward: 1 });
+      assert.deepEqual(fusedBatchNormStats(), { forward: 1, backward: 1 });
       assert.equal(fused, 6);
       assert.ok(stock >= 4 * fused, `tf-ops path: ${stock} dispatches, fused: ${fused}`);
       // The residual add, the ReLU and their gradients take no dispatch of their own.
       const fusedResidual = await countDispatches(residualStep);
-      assert.deepEqual({ ...fusedBatchNormStats }, { forward: 2, backward: 2 });
+      assert.deepEqual(fusedBatchNormStats(), { forward: 2, backward: 2 });
       assert.equal(fusedResidual, 6);
       assert.ok(stockResidual >= stock + 4, `tf-ops path with residual: ${stockResidual}`);
       assert.equal(tf.memory().numTensors, tensors);
       assert.equal(backend.numDataIds(), dataIds);
       unregisterFastKernels();
-      assert.equal(tf.getKernel(BATCH_NORM_TRAIN_KERNEL, "webgpu"), undefined);
-      assert.equal(tf.getKernel(BATCH_NORM_TRAIN_GRAD_KERNEL, "webgpu"), undefined);
+      assert.equal(tf.getKernel(FUSED_BATCH_NORM, "webgpu"), undefined);
+      assert.equal(tf.getKernel(FUSED_BATCH_NORM_GRAD, "webgpu"), undefined);
       tf.dispose([x, dy, gamma, beta, shortcut]);
       await tf.setBackend("cpu");
       registerFastKernels();

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { tf, type WebGPUBackend } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { capture } from "../kernels/capture.ts";
-import { copyTensor, forgetCpuCopy, gpuBufferOf } from "../kernels/direct.ts";
-import { installDispatchCache, uninstallDispatchCache } from "../kernels/dispatch.ts";
+import { capture } from "../webgpu/runtime/capture.ts";
+import { copyTensor, forgetCpuCopy, gpuBufferOf } from "../webgpu/runtime/direct.ts";
+import { installDispatchCache, uninstallDispatchCache } from "../webgpu/runtime/dispatch_cache.ts";
 import { hasAdapter } from "./support/gpu.ts";
 
 Deno.test({

@@ -4,19 +4,30 @@ import { initBackend, probeAdapter } from "../backend/backend.ts";
 import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { convAndGrads, type ConvShape } from "./support/conv.ts";
-import { convGemmSpec, CPU_SPLIT_POLICY } from "../kernels/conv_gemm.ts";
 import {
-  adapterProfile,
-  currentConvPolicy,
-  FAST_KERNEL_NAMES,
+  convGemmSpec,
+  CPU_SPLIT_POLICY,
   fastConvLayoutStats,
   fastConvStats,
+} from "../webgpu/kernels/conv_gemm.ts";
+import {
+  adapterProfile,
+  FAST_KERNEL_NAMES,
   fastKernelRegistered,
   type KernelProfile,
   registerFastKernels,
-  resetFastConvStats,
   unregisterFastKernels,
-} from "../kernels/register.ts";
+  webGpuInstall,
+} from "../webgpu/install.ts";
+import { counters } from "../webgpu/runtime/counters.ts";
+
+/** The convolution policy of the install in force. */
+const currentConvPolicy = () => webGpuInstall()!.policies.conv;
+/** Zeroes the convolution counters. */
+const resetFastConvStats = () => {
+  counters.reset("conv");
+  counters.reset("convLayout");
+};
 
 type Pad = number | "same" | "valid";
 interface Case extends ConvShape {

@@ -1,5 +1,5 @@
 /**
- * The dispatch patch of `kernels/dispatch.ts`: installed and removed cleanly (also through
+ * The dispatch patch of `webgpu/runtime/dispatch_cache.ts`: installed and removed cleanly (also through
  * `registerFastKernels`), the same uniform bytes as tfjs's own `makeUniforms`, bit-identical
  * ResNet20 training steps with and without it, and fewer bind groups and uniform writes per step.
  *
@@ -12,11 +12,10 @@ import {
   dispatchCacheInstalled,
   dispatchCacheStats,
   installDispatchCache,
-  resetDispatchCacheStats,
   uninstallDispatchCache,
-} from "../kernels/dispatch.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
-import { directDispatchStats } from "../kernels/counters.ts";
+} from "../webgpu/runtime/dispatch_cache.ts";
+import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
+import { counters, directCounters } from "../webgpu/runtime/counters.ts";
 import { createModel } from "../models/registry.ts";
 import { SGD } from "../training/sgd.ts";
 import { namedParameters, trainBatch } from "../training/step.ts";
@@ -57,7 +56,7 @@ Deno.test({
   ignore: !onWebgpu,
   fn() {
     const be = backendObj();
-    assert.equal(dispatchCacheInstalled(), true, "registerFastKernels (initBackend) installs it");
+    assert.equal(dispatchCacheInstalled(), true, "installWebGpu (initBackend) installs it");
     unregisterFastKernels();
     assert.equal(dispatchCacheInstalled(), false);
     for (const name of PATCHED) assert.equal(Object.hasOwn(be, name), false, name);
@@ -146,7 +145,7 @@ async function counting(fn: () => Promise<void>) {
   const n = { bindGroups: 0, uniformWrites: 0, buffers: 0, dispatches: 0 };
   // Direct dispatches (in-place SGD and running statistics) have their own bind-group cache:
   // only tfjs's programs are counted here.
-  const directBindGroups = directDispatchStats.bindGroups;
+  const directBindGroups = directCounters.bindGroups;
   const device = be.device as unknown as Obj;
   const queue = be.device.queue as unknown as Obj;
   await observe(
@@ -166,7 +165,7 @@ async function counting(fn: () => Promise<void>) {
           }, () => observe(be, "runWebGPUProgram", () => n.dispatches++, fn)),
       ),
   );
-  n.bindGroups -= directDispatchStats.bindGroups - directBindGroups;
+  n.bindGroups -= directCounters.bindGroups - directBindGroups;
   return n;
 }
 
@@ -206,7 +205,7 @@ Deno.test({
     uninstallDispatchCache();
     const stock = await trainRun(steps);
     installDispatchCache();
-    resetDispatchCacheStats();
+    counters.reset("dispatchCache");
     const patched = await trainRun(steps);
     const stats = dispatchCacheStats()!;
     assert.deepEqual(patched.losses, stock.losses); // exact float equality, every step

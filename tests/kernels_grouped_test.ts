@@ -1,21 +1,27 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countDispatches } from "../kernels/counters.ts";
+import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
 import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { convAndGrads, type ConvShape } from "./support/conv.ts";
-import { conv2d } from "../models/ops.ts";
+import { conv2d, GROUPED_CONV2D, type GroupedConvAttrs, groupedConvInfo } from "../ops/conv.ts";
+import { kernelAccepts } from "../ops/support.ts";
 import {
-  GROUPED_CONV_KERNEL,
-  groupedConvAvailable,
-  GroupedConvFilterGradProgram,
-  groupedConvInfo,
-  groupedConvStats,
+  GROUPED_CONV_KERNELS,
+  groupedConvFilterGrad,
   groupedConvSupported,
-  registerGroupedConvKernels,
-  resetGroupedConvStats,
-  unregisterGroupedConvKernels,
-} from "../kernels/grouped_conv.ts";
+} from "../webgpu/kernels/grouped_conv.ts";
+import { registerKernels, unregisterKernels } from "../webgpu/kernels/registry.ts";
+import { defaultPolicies } from "../webgpu/install.ts";
+
+/** The grouped-convolution kernels alone (the rest of the WebGPU layer as it is). */
+const registerGroupedConvKernels = () =>
+  registerKernels(GROUPED_CONV_KERNELS, defaultPolicies("gpu"));
+const unregisterGroupedConvKernels = () => unregisterKernels(GROUPED_CONV_KERNELS);
+const groupedConvAvailable = (x: number[], w: number[], attrs: GroupedConvAttrs) =>
+  kernelAccepts(GROUPED_CONV2D, [x, w], attrs);
+const resetGroupedConvStats = () => counters.reset("groupedConv");
+const groupedConvStats = () => counters.read("groupedConv");
 
 interface Case extends ConvShape {
   groups: number;
@@ -23,7 +29,7 @@ interface Case extends ConvShape {
   pad: number;
 }
 
-/** Output, input gradient and filter gradient of `sum(conv2d(x, w) * g)` through `models/ops`. */
+/** Output, input gradient and filter gradient of `sum(conv2d(x, w) * g)` through `ops/conv.ts`. */
 function groupedAndGrads(c: Case, seed: number): Promise<Float32Array[]> {
   const spec = { stride: c.stride, padding: c.pad, groups: c.groups };
   return convAndGrads(c, seed, c.cin / c.groups, (x, w) => conv2d(x, w, spec));
@@ -59,13 +65,17 @@ Deno.test({
         registerGroupedConvKernels();
         resetGroupedConvStats();
         const fast = await groupedAndGrads(c, i);
-        assert.equal(groupedConvStats.forward, 2, `forward kernel not used for ${label}`);
-        assert.equal(groupedConvStats.inputGrad, 1, `input-gradient kernel not used for ${label}`);
-        assert.equal(groupedConvStats.filterGrad, 1, `filter-gradient kernel not used ${label}`);
+        assert.equal(groupedConvStats().forward, 2, `forward kernel not used for ${label}`);
+        assert.equal(
+          groupedConvStats().inputGrad,
+          1,
+          `input-gradient kernel not used for ${label}`,
+        );
+        assert.equal(groupedConvStats().filterGrad, 1, `filter-gradient kernel not used ${label}`);
         unregisterGroupedConvKernels();
         resetGroupedConvStats();
         const depthwise = await groupedAndGrads(c, i);
-        assert.equal(groupedConvStats.forward, 0, "the depthwise run used the kernel");
+        assert.equal(groupedConvStats().forward, 0, "the depthwise run used the kernel");
         await initBackend({ backend: "cpu", log: null });
         const cpu = await groupedAndGrads(c, i);
         for (const [j, what] of ["output", "input grad", "filter grad"].entries()) {
@@ -112,7 +122,7 @@ Deno.test("grouped conv kernel: availability follows the backend's registry", as
   await initBackend({ backend: "cpu", log: null });
   const attrs = { stride: 1, pad: 1, groups: 6 };
   assert.equal(groupedConvAvailable([1, 7, 7, 48], [3, 3, 8, 48], attrs), false);
-  assert.equal(tf.getKernel(GROUPED_CONV_KERNEL, "cpu"), undefined);
+  assert.equal(tf.getKernel(GROUPED_CONV2D, "cpu"), undefined);
   if (!hasAdapter) return;
   try {
     await initBackend({ log: null, fastKernels: false });
@@ -139,11 +149,11 @@ Deno.test("grouped conv kernel: shape facts, limits and the split of the filter 
   const wide = groupedConvInfo([1, 7, 7, 128], [3, 3, 64, 128], { stride: 1, pad: 1, groups: 2 });
   assert.equal(groupedConvSupported(wide), false);
   const long = groupedConvInfo([8, 32, 32, 48], [3, 3, 8, 48], { stride: 1, pad: 1, groups: 6 });
-  const split = new GroupedConvFilterGradProgram(long);
+  const split = groupedConvFilterGrad(long);
   assert.ok(split.splits > 1, `splits ${split.splits}`);
-  assert.deepEqual(split.outputShape, [split.splits, 3, 3, 8, 48]);
-  const one = new GroupedConvFilterGradProgram(
+  assert.deepEqual(split.program.outputShape, [split.splits, 3, 3, 8, 48]);
+  const one = groupedConvFilterGrad(
     groupedConvInfo([1, 5, 5, 48], [3, 3, 8, 48], { stride: 1, pad: 1, groups: 6 }),
   );
-  assert.deepEqual(one.outputShape, [3, 3, 8, 48]);
+  assert.deepEqual(one.program.outputShape, [3, 3, 8, 48]);
 });

@@ -1,17 +1,12 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countDispatches } from "../kernels/counters.ts";
+import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
 import { hasAdapter } from "./support/gpu.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
-import {
-  registerSgdKernel,
-  resetSgdKernelStats,
-  sgdKernelRegistered,
-  sgdKernelStats,
-  unregisterSgdKernel,
-} from "../kernels/sgd.ts";
-import { MAX_ITEMS_PER_DISPATCH } from "../kernels/multi_tensor.ts";
+import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
+import { MAX_ITEMS_PER_DISPATCH } from "../webgpu/kernels/multi_tensor.ts";
+import { provide, provided } from "../ops/extensions.ts";
+import { inPlaceSgdAvailable } from "../ops/sgd.ts";
 import type { WebGPUBackend } from "../deps.ts";
 import { SGD, type SGDOptions } from "../training/sgd.ts";
 import { Rng } from "../util/rng.ts";
@@ -26,6 +21,18 @@ const CONFIGS: SGDOptions[] = [
   { lr: 0.1, momentum: 0.5 },
 ];
 const STEPS = 4;
+
+/** The in-place update `installWebGpu` provides (taken when the first test starts). */
+let inPlaceStep: ReturnType<typeof provided<"sgdStep">> = null;
+
+/** Turns the in-place update on or off alone (the rest of the WebGPU layer stays). */
+function inPlace(on: boolean): void {
+  inPlaceStep ??= provided("sgdStep");
+  provide("webgpu", "sgdStep", on ? inPlaceStep : null);
+}
+
+/** The `sgd` counter group. */
+const sgdCounts = () => counters.read("sgd");
 
 interface RunResult {
   params: Float32Array[];
@@ -107,18 +114,18 @@ Deno.test({
   async fn() {
     const info = await initBackend({ log: null });
     assert.equal(info.backend, "webgpu");
-    assert.ok(sgdKernelRegistered(), "initBackend turns the SGD kernel on");
+    assert.ok(inPlaceSgdAvailable(), "initBackend turns the in-place update on");
     for (const [i, options] of CONFIGS.entries()) {
-      unregisterSgdKernel();
-      assert.ok(!sgdKernelRegistered());
-      resetSgdKernelStats();
+      inPlace(false);
+      assert.ok(!inPlaceSgdAvailable());
+      counters.reset("sgd");
       const ref = await runSgd(options, 100 + i);
-      assert.equal(sgdKernelStats.calls, 0, "the tf-ops path does not call the kernel");
-      registerSgdKernel();
+      assert.equal(sgdCounts().calls, 0, "the tf-ops path does not call the kernel");
+      inPlace(true);
       const fused = await runSgd(options, 100 + i);
-      assert.equal(sgdKernelStats.calls, STEPS, "one kernel call per step");
+      assert.equal(sgdCounts().calls, STEPS, "one kernel call per step");
       const per = Math.ceil(SHAPES.length / perDispatch(options.momentum !== undefined));
-      assert.equal(sgdKernelStats.dispatches, STEPS * per);
+      assert.equal(sgdCounts().dispatches, STEPS * per);
       assertClose(fused, ref, JSON.stringify(options));
       if (options.momentum) assert.equal(fused.buffers.size, SHAPES.length);
       else assert.equal(fused.buffers.size, 0);
@@ -135,13 +142,13 @@ Deno.test({
     await initBackend({ log: null });
     const shapes = Array.from({ length: 40 }, (_, i) => [1 + (i * 7) % 13, 4 + (i % 3)]);
     const options = CONFIGS[0];
-    unregisterSgdKernel();
+    inPlace(false);
     const ref = await runSgd(options, 9, shapes);
-    registerSgdKernel();
-    resetSgdKernelStats();
+    inPlace(true);
+    counters.reset("sgd");
     const fused = await runSgd(options, 9, shapes);
-    assert.equal(sgdKernelStats.dispatches, STEPS * Math.ceil(40 / perDispatch(true)));
-    assert.ok(sgdKernelStats.dispatches > STEPS, "several dispatches per step");
+    assert.equal(sgdCounts().dispatches, STEPS * Math.ceil(40 / perDispatch(true)));
+    assert.ok(sgdCounts().dispatches > STEPS, "several dispatches per step");
     assertClose(fused, ref, "40 parameters");
   },
 });
@@ -153,7 +160,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await initBackend({ log: null });
-    registerSgdKernel();
+    inPlace(true);
     const init = tf.tensor1d([1, 2, 3, 4, 5]);
     const variable = tf.variable(init); // shares init's data while init lives
     const opt = new SGD({ lr: 0.5, momentum: 0.9 });
@@ -185,7 +192,7 @@ Deno.test({
     const options = CONFIGS[2];
     const fused = await runSgd(options, 7);
     await initBackend({ backend: "cpu", log: null });
-    assert.ok(!sgdKernelRegistered(), "tf ops on the cpu backend");
+    assert.ok(!inPlaceSgdAvailable(), "tf ops on the cpu backend");
     const cpu = await runSgd(options, 7);
     await initBackend({ log: null });
     fused.params.forEach((p, i) => {
@@ -204,8 +211,7 @@ Deno.test({
   async fn() {
     await initBackend({ log: null });
     const count = async (fused: boolean): Promise<number> => {
-      if (fused) registerSgdKernel();
-      else unregisterSgdKernel();
+      inPlace(fused);
       const rng = new Rng(3);
       const params = SHAPES.map((shape, i) => {
         const values = Float32Array.from(
@@ -229,10 +235,10 @@ Deno.test({
     assert.ok(stock >= 5 * SHAPES.length, `tf ops: ${stock} dispatches`);
 
     unregisterFastKernels();
-    assert.ok(!sgdKernelRegistered());
+    assert.ok(!inPlaceSgdAvailable());
     registerFastKernels();
-    assert.ok(sgdKernelRegistered());
+    assert.ok(inPlaceSgdAvailable());
     unregisterFastKernels();
-    assert.ok(!sgdKernelRegistered());
+    assert.ok(!inPlaceSgdAvailable());
   },
 });

@@ -1,20 +1,22 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countDispatches } from "../kernels/counters.ts";
+import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
 import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
-import { squeezeExcitation } from "../models/ops.ts";
-import {
-  registerSqueezeExciteKernels,
-  resetSqueezeExciteStats,
-  SQUEEZE_EXCITE_GRAD_KERNEL,
-  SQUEEZE_EXCITE_KERNEL,
-  squeezeExciteAvailable,
-  squeezeExciteStats,
-  unregisterSqueezeExciteKernels,
-} from "../kernels/squeeze_excite.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
+import { SQUEEZE_EXCITE, SQUEEZE_EXCITE_GRAD, squeezeExcitation } from "../ops/squeeze_excite.ts";
+import { kernelOnCurrentBackend } from "../ops/support.ts";
+import { SQUEEZE_EXCITE_KERNELS } from "../webgpu/kernels/squeeze_excite.ts";
+import { registerKernels, unregisterKernels } from "../webgpu/kernels/registry.ts";
+import { defaultPolicies, registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
+
+/** The squeeze-excite kernels alone (the rest of the WebGPU layer as it is). */
+const registerSqueezeExciteKernels = () =>
+  registerKernels(SQUEEZE_EXCITE_KERNELS, defaultPolicies("gpu"));
+const unregisterSqueezeExciteKernels = () => unregisterKernels(SQUEEZE_EXCITE_KERNELS);
+const squeezeExciteAvailable = () => kernelOnCurrentBackend(SQUEEZE_EXCITE);
+const resetSqueezeExciteStats = () => counters.reset("squeezeExcite");
+const squeezeExciteStats = () => counters.read("squeezeExcite");
 
 /** `[N, H, W, C]` and the squeezed channels `S`. */
 type Case = { shape: [number, number, number, number]; s: number; pixelLanes?: boolean };
@@ -99,10 +101,10 @@ Deno.test({
         resetSqueezeExciteStats();
         const fused = await runSe(data);
         // One forward for y, one inside tf.grads; one backward.
-        assert.deepEqual({ ...squeezeExciteStats }, { forward: 2, backward: 1 });
+        assert.deepEqual(squeezeExciteStats(), { forward: 2, backward: 1 });
         unregisterSqueezeExciteKernels();
         const webgpu = await runSe(data);
-        assert.equal(squeezeExciteStats.forward, 2, "the tf-ops path must not use the kernel");
+        assert.equal(squeezeExciteStats().forward, 2, "the tf-ops path must not use the kernel");
         await tf.setBackend("cpu");
         const cpu = await runSe(data);
         await tf.setBackend("webgpu");
@@ -129,7 +131,7 @@ Deno.test({
 
 Deno.test({
   name: "squeeze-excite op: 7 dispatches per forward + backward, deterministic, no leaks, " +
-    "registered by registerFastKernels, absent on cpu",
+    "registered by installWebGpu, absent on cpu",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -174,7 +176,7 @@ Deno.test({
       const tensors = tf.memory().numTensors, dataIds = backend.numDataIds();
       resetSqueezeExciteStats();
       const fused = await countDispatches(step);
-      assert.deepEqual({ ...squeezeExciteStats }, { forward: 1, backward: 1 });
+      assert.deepEqual(squeezeExciteStats(), { forward: 1, backward: 1 });
       assert.equal(fused, 7);
       assert.ok(stock >= 3 * fused, `tf-ops path: ${stock} dispatches, fused: ${fused}`);
       assert.equal(tf.memory().numTensors, tensors);
@@ -182,8 +184,8 @@ Deno.test({
       // No atomics: a second run gives the same bits.
       for (const [k, a] of last.entries()) assert.deepEqual(a, first[k], `grad ${k} repeats`);
       unregisterFastKernels();
-      assert.equal(tf.getKernel(SQUEEZE_EXCITE_KERNEL, "webgpu"), undefined);
-      assert.equal(tf.getKernel(SQUEEZE_EXCITE_GRAD_KERNEL, "webgpu"), undefined);
+      assert.equal(tf.getKernel(SQUEEZE_EXCITE, "webgpu"), undefined);
+      assert.equal(tf.getKernel(SQUEEZE_EXCITE_GRAD, "webgpu"), undefined);
       tf.dispose([x, dy, w1, b1, w2, b2]);
       await tf.setBackend("cpu");
       registerFastKernels();

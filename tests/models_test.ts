@@ -60,7 +60,7 @@ Deno.test("the hidden state flows within a stage and resets at each stage's firs
   for (const cell of cells) {
     const inbound = cell.inboundNodes[0].inboundLayers.map((l) => l.name);
     const first = /\.0\.rnn$/.test(cell.name);
-    // Block 0 of a stage gets no hidden state (zeros, the seed's reset); the others get the
+    // Block 0 of a stage gets no hidden state (zeros, the reference code's reset); the others get the
     // previous block's cell output.
     assert.equal(inbound.length, first ? 1 : 2, cell.name);
     if (!first) {
@@ -68,7 +68,7 @@ Deno.test("the hidden state flows within a stage and resets at each stage's firs
       assert.equal(inbound[1], `layer${stage}.${block - 1}.rnn`);
     }
   }
-  // A hidden state of the wrong width is reset to zeros, as the seed's cells do.
+  // A hidden state of the wrong width is reset to zeros, as the reference code's cells do.
   const cell = cells[1] as ConvRecurrentCell;
   const x = tf.randomNormal([1, 32, 32, 16]);
   const zeros = tf.zeros([1, 32, 32, 16]);

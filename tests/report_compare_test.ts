@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { compareRuns, formatDuration, groupThousands } from "../report/compare.ts";
-import { appendEpochRecord, type EpochRecord, writeRunConfig } from "../report/records.ts";
+import { appendEpochRecord, type EpochRecord, writeRunConfig } from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 
 function record(epoch: number, valAcc: number, seconds: number, imgPerS: number): EpochRecord {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { decodePng as decode } from "../deps.ts";
 import { CURVE_COLORS, CURVES_SIZE, niceTicks, renderCurves } from "../report/curves.ts";
-import type { EpochRecord } from "../report/records.ts";
+import type { EpochRecord } from "../run/records.ts";
 
 function record(epoch: number): EpochRecord {
   return {

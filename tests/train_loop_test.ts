@@ -11,8 +11,8 @@ import { decodePng } from "../deps.ts";
 import { parseSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { createModel } from "../models/registry.ts";
 import { loadWeights, stateDict } from "../models/weights.ts";
-import { readRun } from "../report/records.ts";
-import { loadCheckpoint } from "../training/checkpoint.ts";
+import { readRun } from "../run/records.ts";
+import { loadCheckpoint } from "../run/checkpoint.ts";
 import { learningRate, PRESETS, resolveConfig, type TrainConfig } from "../training/config.ts";
 import { RUN_FILES, type SavedRun, train } from "../training/loop.ts";
 import { SGD } from "../training/sgd.ts";
@@ -253,7 +253,7 @@ Deno.test("train: a non-finite loss stops with a UserError and keeps the last go
   }
 });
 
-Deno.test("learning-rate schedule and presets follow the seed's recipes", () => {
+Deno.test("learning-rate schedule and presets follow the reference code's recipes", () => {
   const resnet = resolveConfig("resnet20", {});
   assert.ok(Math.abs(learningRate(resnet, 0) - 0.1) < 1e-12);
   assert.ok(Math.abs(learningRate(resnet, 79) - 0.1) < 1e-12);

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countDispatches } from "../kernels/counters.ts";
-import { registerFastKernels, unregisterFastKernels } from "../kernels/register.ts";
+import { countDispatches } from "../webgpu/runtime/counters.ts";
+import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
 import { createModel } from "../models/registry.ts";
 import { stateEntries } from "../models/weights.ts";
 import { GraphedEvalStep, GraphedTrainStep } from "../training/graphed.ts";

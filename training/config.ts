@@ -1,5 +1,5 @@
 /**
- * The training configuration: the seed's recipes as presets per model family, every field
+ * The training configuration: the reference code's recipes as presets per model family, every field
  * overridable from the command line, resolved once and saved with the run.
  *
  * @module
@@ -22,7 +22,7 @@ export interface TrainConfig {
   batchSize: number;
   /** Initial learning rate. */
   lr: number;
-  /** 0-based epochs from which the learning rate is multiplied by `lrGamma` (the seed: `epoch >= 80`). */
+  /** 0-based epochs from which the learning rate is multiplied by `lrGamma` (the reference code: `epoch >= 80`). */
   lrSteps: number[];
   /** Learning-rate factor at each step. */
   lrGamma: number;
@@ -46,7 +46,7 @@ export interface TrainConfig {
   skipBadImages: boolean;
 }
 
-/** The seed's recipe of each family. */
+/** The reference code's recipe of each family. */
 export const PRESETS: Record<ModelFamily, Omit<TrainConfig, "model" | "dataset" | "backend">> = {
   // ResNet20 and its recurrent variants: 150 epochs, batch 64, lr 0.1 then 0.01 from epoch 80.
   resnet: {
@@ -64,7 +64,7 @@ export const PRESETS: Record<ModelFamily, Omit<TrainConfig, "model" | "dataset" 
     skipBadImages: false,
   },
   // RegNetY-400MF: 10 epochs, batch 64, images resized to 224, lr 0.1 then 0.01 from epoch 8,
-  // no weight decay (the seed's optimizer had none).
+  // no weight decay (the reference code's optimizer had none).
   regnet: {
     epochs: 10,
     batchSize: 64,

@@ -1,5 +1,6 @@
 /**
- * A training step captured once and replayed (`kernels/capture.ts`), as `torch.cuda.graphs`
+ * A training step captured once and replayed (the backend's `capture` extension of
+ * `ops/extensions.ts`; on webgpu `webgpu/runtime/capture.ts`), as `torch.cuda.graphs`
  * does for PyTorch: the same kernels over the same buffers, without tfjs's per-op host work.
  *
  * {@link GraphedTrainStep.run} has the contract of {@link trainBatch} and gives bit-identical
@@ -13,12 +14,10 @@
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { capture, type Recording } from "../kernels/capture.ts";
-import { copyTensor, forgetCpuCopy, privateCopy } from "../kernels/direct.ts";
-import { dispatchCacheInstalled } from "../kernels/dispatch.ts";
-import { sgdKernelRegistered } from "../kernels/sgd.ts";
-import { runningStatsAvailable } from "../kernels/running_stats.ts";
+import { tf } from "../deps.ts";
+import { provided, type StepCapturer, type StepRecording } from "../ops/extensions.ts";
+import { inPlaceSgdAvailable } from "../ops/sgd.ts";
+import { inPlaceRunningStatsAvailable } from "../ops/batchnorm.ts";
 import { stateEntries } from "../models/weights.ts";
 import type { SGD } from "./sgd.ts";
 import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
@@ -41,7 +40,7 @@ const MAX_RECORDINGS = 2;
 interface Graph {
   /** The hyperparameters and state buffers it was recorded with. */
   rest: string;
-  recording: Recording;
+  recording: StepRecording;
   /** The graph's copies of the inputs, which each replay fills. */
   inputs: tf.Tensor[];
   /** The captured step's outputs, which each replay overwrites. */
@@ -80,15 +79,17 @@ abstract class CapturedStep {
   protected abstract state(): tf.Tensor[];
   /** What else a recording depends on (hyperparameters baked into its uniforms). */
   protected abstract keyParts(): unknown[];
-  /** The step through tfjs, as it runs outside a capture. */
+  /**
+   * The step through tfjs. It also runs inside a capture, where all of its work must be on the
+   * device (the BatchNorm batch counters included: `BatchNorm2d.commitAll`).
+   */
   protected abstract eager(inputs: tf.Tensor[]): tf.Tensor[];
-  /** The step as it runs inside a capture (all of its work on the GPU). */
-  protected abstract captured(inputs: tf.Tensor[]): tf.Tensor[];
 
   /** Runs the step: replays, captures or runs eagerly. */
   protected step(inputs: tf.Tensor[]): tf.Tensor[] {
-    const state = this.#replayable() ? this.state() : null;
-    if (state === null) {
+    const capturer = this.#capturer();
+    const state = capturer ? this.state() : null;
+    if (capturer === null || state === null) {
       this.#dropAll();
       this.stats.eager++;
       return this.eager(inputs);
@@ -103,13 +104,13 @@ abstract class CapturedStep {
     if (g) {
       this.#graphs.delete(key); // most recently used last
       this.#graphs.set(key, g);
-      return this.#replay(g, inputs, state);
+      return this.#replay(capturer, g, inputs, state);
     }
     if (this.#failed?.keys.has(key)) {
       this.stats.eager++;
       return this.eager(inputs);
     }
-    return this.#capture(inputs, key, rest, state);
+    return this.#capture(capturer, inputs, key, rest, state);
   }
 
   #drop(key: string): void {
@@ -125,26 +126,32 @@ abstract class CapturedStep {
     for (const key of [...this.#graphs.keys()]) this.#drop(key);
   }
 
-  #replayable(): boolean {
-    if (tf.getBackend() !== "webgpu" || !dispatchCacheInstalled()) return false;
-    if (!sgdKernelRegistered() || !runningStatsAvailable()) return false;
-    return this.ready();
+  /** The backend's capturer, when the step can be captured now. */
+  #capturer(): StepCapturer | null {
+    const capturer = provided("capture");
+    if (capturer === null || !capturer.ready()) return null;
+    if (!inPlaceSgdAvailable() || !inPlaceRunningStatsAvailable()) return null;
+    return this.ready() ? capturer : null;
   }
 
-  #capture(given: tf.Tensor[], key: string, rest: string, state: tf.Tensor[]): tf.Tensor[] {
-    const backend = tf.backend() as WebGPUBackend;
+  #capture(
+    capturer: StepCapturer,
+    given: tf.Tensor[],
+    key: string,
+    rest: string,
+    state: tf.Tensor[],
+  ): tf.Tensor[] {
     // The graph's own copies of the inputs: each replay copies the new batch into them.
-    const inputs = given.map((t) => privateCopy(backend, t));
+    const inputs = given.map((t) => capturer.privateCopy(t));
     const tensorsBefore = tf.memory().numTensors;
-    const { result, recording, reason } = capture(
-      backend,
-      () => this.captured(inputs),
+    const { result, recording, reason } = capturer.capture(
+      () => this.eager(inputs),
       [...state, ...inputs],
     );
     const leaked = tf.memory().numTensors - tensorsBefore - result.length;
     // The step's outputs live in the recording's buffers, which each replay overwrites: the
     // graph keeps them, the caller gets copies.
-    const out = result.map((t) => privateCopy(backend, t));
+    const out = result.map((t) => capturer.privateCopy(t));
     if (recording && leaked === 0) {
       // The least recently used recording makes room (a loop's last, smaller batch keeps its own).
       if (this.#graphs.size >= MAX_RECORDINGS) this.#drop(this.#graphs.keys().next().value!);
@@ -163,15 +170,19 @@ abstract class CapturedStep {
     return out;
   }
 
-  #replay(g: Graph, inputs: tf.Tensor[], state: tf.Tensor[]): tf.Tensor[] {
+  #replay(
+    capturer: StepCapturer,
+    g: Graph,
+    inputs: tf.Tensor[],
+    state: tf.Tensor[],
+  ): tf.Tensor[] {
     this.#last = g;
-    const backend = tf.backend() as WebGPUBackend;
-    inputs.forEach((t, i) => copyTensor(backend, t, g.inputs[i]));
+    inputs.forEach((t, i) => capturer.copy(t, g.inputs[i]));
     g.recording.replay();
     // The replay may write state in place: a CPU copy from an earlier read would be stale.
-    for (const t of state) forgetCpuCopy(backend, t);
+    for (const t of state) capturer.forgetCpuCopy(t);
     this.stats.replays++;
-    return g.outputs.map((t) => privateCopy(backend, t));
+    return g.outputs.map((t) => capturer.privateCopy(t));
   }
 }
 
@@ -235,11 +246,6 @@ export class GraphedTrainStep extends CapturedStep {
     const r = trainBatch(this.#model, this.#opt, x as tf.Tensor4D, y as tf.Tensor1D);
     return [r.loss, r.correct];
   }
-
-  protected captured(inputs: tf.Tensor[]): tf.Tensor[] {
-    // Everything on the GPU, the BatchNorm batch counters included (`BatchNorm2d.commitAll`).
-    return this.eager(inputs);
-  }
 }
 
 /**
@@ -289,10 +295,6 @@ export class GraphedEvalStep extends CapturedStep {
   protected eager([x, y]: tf.Tensor[]): tf.Tensor[] {
     const r = evalBatch(this.#model, x as tf.Tensor4D, y as tf.Tensor1D);
     return [r.logits, r.lossSum, r.correct];
-  }
-
-  protected captured(inputs: tf.Tensor[]): tf.Tensor[] {
-    return this.eager(inputs);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The training loop: the seed's `train_model` with validation after every epoch, fixed-column
+ * The training loop: the reference code's `train_model` with validation after every epoch, fixed-column
  * logs, a run folder (config, metrics, checkpoint, best weights, curves), exact resume, and a
  * clean stop on Ctrl-C or on a non-finite loss.
  *
@@ -16,14 +16,14 @@ import { saveWeights } from "../models/weights.ts";
 import { renderCurves } from "../report/curves.ts";
 import {
   appendEpochRecord,
-  CONFIG_FILE,
   epochLineHeader,
   type EpochRecord,
   formatEpochLine,
   readRun,
-  type RunConfig,
+  RUN_FILES,
+  type SavedRun,
   writeRunConfig,
-} from "../report/records.ts";
+} from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 import { learningRate, type TrainConfig } from "./config.ts";
 import {
@@ -32,19 +32,13 @@ import {
   type Progress,
   saveCheckpoint,
   writeFileAtomic,
-} from "./checkpoint.ts";
+} from "../run/checkpoint.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
 import { GraphedTrainStep } from "./graphed.ts";
 
-/** File names in a run folder. */
-export const RUN_FILES = {
-  config: CONFIG_FILE,
-  checkpoint: "checkpoint.safetensors",
-  best: "best.safetensors",
-  curves: "curves.png",
-} as const;
+export { RUN_FILES, type SavedRun };
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -77,14 +71,6 @@ export interface TrainResult {
   bestAccuracy: number;
   /** Whether the run stopped early (Ctrl-C or stopAfterEpochs). */
   interrupted: boolean;
-}
-
-/** The run's configuration as saved in `config.json`. */
-export interface SavedRun extends RunConfig {
-  /** The full training configuration. */
-  train: TrainConfig;
-  /** Class names of the dataset. */
-  classes: string[];
 }
 
 async function loadData(config: TrainConfig, log: (l: string) => void) {

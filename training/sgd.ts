@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { sgdKernelRegistered, type SgdSlot, sgdStepInPlace } from "../kernels/sgd.ts";
+import { tf } from "../deps.ts";
+import { inPlaceSgdAvailable, type SgdSlot, sgdStepInPlace } from "../ops/sgd.ts";
 
 /** The tfjs variable name of a momentum buffer. */
 function bufferName(param: string): string {
@@ -78,16 +78,17 @@ export class SGD {
   }
 
   /**
-   * One update of every parameter that has a gradient. On webgpu after `registerFastKernels`,
-   * every float32 parameter and its momentum buffer are updated in place by one multi-tensor
-   * kernel (`kernels/sgd.ts`: a few dispatches for the whole model); elsewhere tf ops do it,
+   * One update of every parameter that has a gradient. Where the backend provides an in-place
+   * update (`ops/sgd.ts`; webgpu after `installWebGpu`: one multi-tensor kernel, a few
+   * dispatches for the whole model), every float32 parameter and its momentum buffer are
+   * updated in place; elsewhere tf ops do it,
    * assigning new tensors.
    *
    * @param params the parameters
    * @param grads gradients by parameter name; parameters without one are left alone
    */
   step(params: readonly NamedVariable[], grads: Map<string, tf.Tensor>): void {
-    const inPlace = sgdKernelRegistered();
+    const inPlace = inPlaceSgdAvailable();
     const slots: SgdSlot[] = [];
     const names: string[] = [];
     for (const { name, variable } of params) {
@@ -117,14 +118,14 @@ export class SGD {
       });
     }
     if (slots.length === 0) return;
-    const made = sgdStepInPlace(tf.backend() as WebGPUBackend, slots, {
+    const made = sgdStepInPlace(slots, {
       lr: this.lr,
       momentum: this.momentum,
       weightDecay: this.weightDecay,
       dampening: this.dampening,
       nesterov: this.nesterov,
     });
-    made.forEach((buffer, i) => {
+    made?.forEach((buffer, i) => {
       if (buffer) this.#buffers.set(names[i], buffer);
     });
   }

@@ -6,7 +6,7 @@
  */
 import { tf } from "../deps.ts";
 import { BatchNorm2d } from "../models/layers.ts";
-import { crossEntropy } from "../models/ops.ts";
+import { crossEntropy } from "../ops/loss.ts";
 import { stateEntries } from "../models/weights.ts";
 import type { NamedVariable, SGD } from "./sgd.ts";
 

@@ -1,51 +1,20 @@
 /**
- * Squeeze-and-excitation (torchvision's `SqueezeExcitation` on NHWC input) as one tfjs op,
- * {@link SQUEEZE_EXCITE_KERNEL}, with WebGPU kernels for it and for its gradient: three direct
- * dispatches forward and four backward, where the tf-ops composition (mean, two matMuls with
- * bias, ReLU, sigmoid, broadcast multiply, and their gradients) takes 29 in a RegNetY-400MF
- * training step (1049 dispatches per step before, 697 after, at 64x64 and batch 8).
- *
- * `y = x * sigmoid(relu(mean_hw(x) · W1 + b1) · W2 + b2)` with inputs `x` `[N, H, W, C]`, `w1`
- * `[C, S]`, `b1` `[S]`, `w2` `[S, C]`, `b2` `[C]`. Outputs: `y`, and `saved`, a flat tensor
- * holding what the gradient needs: `scale` (`[N, C]`, the sigmoid), `pooled` (`[N, C]`) and
- * `hidden` (`[N, S]`, after the ReLU), in that order, padded to a multiple of 4 values.
- *
- * | dispatch | forward | backward |
- * | --- | --- | --- |
- * | 1 | `pooled = Σ_hw x / HW` | `dscale = Σ_hw dy x` |
- * | 2 | per sample: `hidden`, then `scale` | per sample: `dz2 = dscale s (1 - s)`, `dz1 = (dz2 · W2ᵀ) [hidden > 0]`, `dpooled = dz1 · W1ᵀ` |
- * | 3 | `y = x * scale` | `dW1, db1, dW2, db2` (sums over N) |
- * | 4 | | `dx = dy * scale + dpooled / HW` |
- *
- * The ReLU's gradient is masked by `hidden > 0` (tfjs's convention); the sigmoid's is
- * `dscale * (s * (1 - s))`, as tfjs computes it. Gradients flowing into `saved` are ignored
- * (it is not meant to enter a loss; {@link squeezeExcite} returns `y` only). No atomics: every
- * sum has a fixed order, so results are deterministic.
+ * WebGPU kernels of the squeeze-and-excitation op (`ops/squeeze_excite.ts`'s `SqueezeExcite` and
+ * `SqueezeExciteGrad`; the op and its dispatch table are described there): seven direct kernels,
+ * three forward and four backward. No atomics: every sum has a fixed order, so results are
+ * deterministic.
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
-import { flatGrid, flatMain, runDirect, uninitialized } from "./direct.ts";
+import type { tf, WebGPUBackend } from "../../deps.ts";
+import { SQUEEZE_EXCITE, SQUEEZE_EXCITE_GRAD } from "../../ops/squeeze_excite.ts";
+import { type DirectKernel, runDirect, uninitialized } from "../runtime/direct.ts";
+import { counters } from "../runtime/counters.ts";
+import type { KernelEntry } from "./declare.ts";
+import { flatGrid, flatMain, type StorageDecl, storageDecls } from "./wgsl.ts";
 
-/** Name of the squeeze-and-excitation op (registered for webgpu by `register.ts`). */
-export const SQUEEZE_EXCITE_KERNEL = "RegnetSqueezeExcite";
-/**
- * Name of its gradient op: inputs `dy, x, w1, w2, saved`; outputs `dx, dw1, db1, dw2, db2`.
- */
-export const SQUEEZE_EXCITE_GRAD_KERNEL = "RegnetSqueezeExciteGrad";
-
-/** Calls of the kernels since {@link resetSqueezeExciteStats}: proof they ran. */
-export const squeezeExciteStats: { forward: number; backward: number } = {
-  forward: 0,
-  backward: 0,
-};
-
-/** Zeroes {@link squeezeExciteStats}. */
-export function resetSqueezeExciteStats(): void {
-  squeezeExciteStats.forward = 0;
-  squeezeExciteStats.backward = 0;
-}
+/** Calls of the kernels (the `squeezeExcite` counter group): proof they ran. */
+const stats = counters.group("squeezeExcite", { forward: 0, backward: 0 });
 
 type Info = tf.TensorInfo;
 
@@ -76,15 +45,9 @@ function dimsOf(x: Info, w1: Info): Dims {
   return { n, hw: h * w, c, s, vec: c % 4 === 0 ? 4 : 1 };
 }
 
-function key(name: string, d: Dims): string {
-  return `regnet_se_${name}_${d.n}_${d.hw}_${d.c}_${d.s}_${d.vec}`;
-}
-
 /** WGSL storage bindings in order. */
-function decls(names: [string, "read" | "read_write", string][]): string {
-  return names.map(([name, access, type], i) =>
-    `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;`
-  ).join("\n");
+function decls(names: StorageDecl[]): string {
+  return storageDecls(names);
 }
 
 /** Channel lanes per workgroup of the pooling passes (a power of two, at most 64). */
@@ -319,7 +282,7 @@ ${FLAT_MAIN}
 function checkInputs(x: Info, w1: Info, b1: Info, w2: Info, b2: Info): void {
   for (const t of [x, w1, b1, w2, b2]) {
     if (t.dtype !== "float32") {
-      throw new Error(`${SQUEEZE_EXCITE_KERNEL}: float32 tensors only, got ${t.dtype}`);
+      throw new Error(`${SQUEEZE_EXCITE}: float32 tensors only, got ${t.dtype}`);
     }
   }
   const [n, h, w, c] = x.shape;
@@ -328,12 +291,49 @@ function checkInputs(x: Info, w1: Info, b1: Info, w2: Info, b2: Info): void {
     b1.shape.join() === `${s}` && w2.shape.join() === `${s},${c}` && b2.shape.join() === `${c}`;
   if (!ok) {
     throw new Error(
-      `${SQUEEZE_EXCITE_KERNEL}: need x [N,H,W,C], w1 [C,S], b1 [S], w2 [S,C], b2 [C]; got ` +
+      `${SQUEEZE_EXCITE}: need x [N,H,W,C], w1 [C,S], b1 [S], w2 [S,C], b2 [C]; got ` +
         `[${x.shape}], [${w1.shape}], [${b1.shape}], [${w2.shape}], [${b2.shape}]`,
     );
   }
-  if (n * h * w * c * s === 0) throw new Error(`${SQUEEZE_EXCITE_KERNEL}: empty input`);
+  if (n * h * w * c * s === 0) throw new Error(`${SQUEEZE_EXCITE}: empty input`);
 }
+
+/** The direct kernels, by pass (the parameters are the call's sizes). */
+const POOL: DirectKernel<Dims> = {
+  name: "se_pool",
+  code: (d) => poolCode(d, false),
+  bindings: () => ["read", "read_write"],
+};
+const EXCITE: DirectKernel<Dims> = {
+  name: "se_excite",
+  code: (d) => excitationCode(d),
+  bindings: () => ["read_write", "read", "read", "read", "read"],
+};
+const SCALE: DirectKernel<Dims> = {
+  name: "se_scale",
+  code: (d) => pixelCode(d, false),
+  bindings: () => ["read", "read", "read_write"],
+};
+const DSCALE: DirectKernel<Dims> = {
+  name: "se_dscale",
+  code: (d) => poolCode(d, true),
+  bindings: () => ["read", "read", "read_write"],
+};
+const BACK_EXCITE: DirectKernel<Dims> = {
+  name: "se_back_excite",
+  code: (d) => backExcitationCode(d),
+  bindings: () => ["read", "read", "read", "read_write"],
+};
+const PARAM_GRADS: DirectKernel<Dims> = {
+  name: "se_params",
+  code: (d) => paramGradCode(d),
+  bindings: () => ["read", "read", "read_write", "read_write", "read_write", "read_write"],
+};
+const DX: DirectKernel<Dims> = {
+  name: "se_dx",
+  code: (d) => pixelCode(d, true),
+  bindings: () => ["read", "read", "read", "read_write"],
+};
 
 /**
  * Runs the forward op on the webgpu backend: three direct dispatches (pool, the per-sample
@@ -350,35 +350,19 @@ export function runSqueezeExcite(
   const { x, w1, b1, w2, b2 } = inputs;
   checkInputs(x, w1, b1, w2, b2);
   const d = dimsOf(x, w1);
-  squeezeExciteStats.forward++;
+  stats.forward++;
   const saved = uninitialized(backend, [savedSize(d)]);
-  runDirect(backend, {
-    key: key("pool", d),
-    code: () => poolCode(d, false),
-    bindings: [{ tensor: x, access: "read" }, { tensor: saved, access: "read_write" }],
+  runDirect(backend, POOL, d, {
+    tensors: [x, saved],
     workgroups: poolGroups(d),
   });
-  runDirect(backend, {
-    key: key("excite", d),
-    code: () => excitationCode(d),
-    bindings: [
-      { tensor: saved, access: "read_write" },
-      { tensor: w1, access: "read" },
-      { tensor: b1, access: "read" },
-      { tensor: w2, access: "read" },
-      { tensor: b2, access: "read" },
-    ],
+  runDirect(backend, EXCITE, d, {
+    tensors: [saved, w1, b1, w2, b2],
     workgroups: [d.n, 1, 1],
   });
   const y = uninitialized(backend, x.shape);
-  runDirect(backend, {
-    key: key("scale", d),
-    code: () => pixelCode(d, false),
-    bindings: [
-      { tensor: x, access: "read" },
-      { tensor: saved, access: "read" },
-      { tensor: y, access: "read_write" },
-    ],
+  runDirect(backend, SCALE, d, {
+    tensors: [x, saved, y],
     workgroups: flatGrid(d.n * d.hw * d.c / d.vec),
   });
   return [y, saved];
@@ -399,58 +383,29 @@ export function runSqueezeExciteGrad(
   const { dy, x, w1, w2, saved } = inputs;
   const d = dimsOf(x, w1);
   if (dy.shape.join() !== x.shape.join() || saved.shape.join() !== `${savedSize(d)}`) {
-    throw new Error(`${SQUEEZE_EXCITE_GRAD_KERNEL}: dy or saved does not match x [${x.shape}]`);
+    throw new Error(`${SQUEEZE_EXCITE_GRAD}: dy or saved does not match x [${x.shape}]`);
   }
-  squeezeExciteStats.backward++;
+  stats.backward++;
   const work = uninitialized(backend, [savedSize(d)]);
-  runDirect(backend, {
-    key: key("dscale", d),
-    code: () => poolCode(d, true),
-    bindings: [
-      { tensor: dy, access: "read" },
-      { tensor: x, access: "read" },
-      { tensor: work, access: "read_write" },
-    ],
+  runDirect(backend, DSCALE, d, {
+    tensors: [dy, x, work],
     workgroups: poolGroups(d),
   });
-  runDirect(backend, {
-    key: key("back_excite", d),
-    code: () => backExcitationCode(d),
-    bindings: [
-      { tensor: saved, access: "read" },
-      { tensor: w1, access: "read" },
-      { tensor: w2, access: "read" },
-      { tensor: work, access: "read_write" },
-    ],
+  runDirect(backend, BACK_EXCITE, d, {
+    tensors: [saved, w1, w2, work],
     workgroups: [d.n, 1, 1],
   });
   const dw1 = uninitialized(backend, [d.c, d.s]);
   const db1 = uninitialized(backend, [d.s]);
   const dw2 = uninitialized(backend, [d.s, d.c]);
   const db2 = uninitialized(backend, [d.c]);
-  runDirect(backend, {
-    key: key("params", d),
-    code: () => paramGradCode(d),
-    bindings: [
-      { tensor: saved, access: "read" },
-      { tensor: work, access: "read" },
-      { tensor: dw1, access: "read_write" },
-      { tensor: db1, access: "read_write" },
-      { tensor: dw2, access: "read_write" },
-      { tensor: db2, access: "read_write" },
-    ],
+  runDirect(backend, PARAM_GRADS, d, {
+    tensors: [saved, work, dw1, db1, dw2, db2],
     workgroups: flatGrid(2 * d.c * d.s + d.s + d.c),
   });
   const dx = uninitialized(backend, x.shape);
-  runDirect(backend, {
-    key: key("dx", d),
-    code: () => pixelCode(d, true),
-    bindings: [
-      { tensor: dy, access: "read" },
-      { tensor: saved, access: "read" },
-      { tensor: work, access: "read" },
-      { tensor: dx, access: "read_write" },
-    ],
+  runDirect(backend, DX, d, {
+    tensors: [dy, saved, work, dx],
     workgroups: flatGrid(d.n * d.hw * d.c / d.vec),
   });
   // Still bound in recorded commands: the backend keeps its buffer until the next submit.
@@ -458,103 +413,22 @@ export function runSqueezeExciteGrad(
   return [dx, dw1, db1, dw2, db2];
 }
 
-tf.registerGradient({
-  kernelName: SQUEEZE_EXCITE_KERNEL,
-  inputsToSave: ["x", "w1", "w2"],
-  outputsToSave: [false, true],
-  gradFunc: (dys, saved) => {
-    // The gradient flowing into `saved` (zeros unless it entered the loss) is ignored.
-    const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor;
-    const [x, w1, w2, out] = saved;
-    const [dx, dw1, db1, dw2, db2] = tf.engine().runKernel(
-      SQUEEZE_EXCITE_GRAD_KERNEL,
-      { dy, x, w1, w2, saved: out },
-      {},
-    ) as tf.Tensor[];
-    return { x: () => dx, w1: () => dw1, b1: () => db1, w2: () => dw2, b2: () => db2 };
+/** The kernels of this file, for the registration list (`list.ts`). */
+export const SQUEEZE_EXCITE_KERNELS: readonly KernelEntry[] = [
+  {
+    kernelName: SQUEEZE_EXCITE,
+    make: () => (args) =>
+      runSqueezeExcite(
+        args.backend as WebGPUBackend,
+        args.inputs as Parameters<typeof runSqueezeExcite>[1],
+      ),
   },
-});
-
-/**
- * Registers {@link SQUEEZE_EXCITE_KERNEL} and its gradient kernel for the webgpu backend.
- * Idempotent. (`registerFastKernels` in `register.ts` calls it.)
- *
- * @example
- * ```ts
- * import { registerSqueezeExciteKernels, unregisterSqueezeExciteKernels } from "./squeeze_excite.ts";
- * registerSqueezeExciteKernels();
- * unregisterSqueezeExciteKernels();
- * ```
- */
-export function registerSqueezeExciteKernels(): void {
-  const forward: tf.KernelFunc = (args) =>
-    runSqueezeExcite(
-      args.backend as WebGPUBackend,
-      args.inputs as Parameters<typeof runSqueezeExcite>[1],
-    );
-  const backward: tf.KernelFunc = (args) =>
-    runSqueezeExciteGrad(
-      args.backend as WebGPUBackend,
-      args.inputs as Parameters<typeof runSqueezeExciteGrad>[1],
-    );
-  registerOwnKernels([
-    [SQUEEZE_EXCITE_KERNEL, forward],
-    [SQUEEZE_EXCITE_GRAD_KERNEL, backward],
-  ]);
-}
-
-/**
- * Removes the kernels {@link registerSqueezeExciteKernels} registered. Idempotent.
- *
- * @example
- * ```ts
- * import { unregisterSqueezeExciteKernels } from "./squeeze_excite.ts";
- * unregisterSqueezeExciteKernels();
- * ```
- */
-export function unregisterSqueezeExciteKernels(): void {
-  unregisterOwnKernels([SQUEEZE_EXCITE_KERNEL, SQUEEZE_EXCITE_GRAD_KERNEL]);
-}
-
-/**
- * Whether the op can run on the current backend (its kernel is registered there).
- *
- * @returns true when {@link SQUEEZE_EXCITE_KERNEL} has a kernel for `tf.getBackend()`
- * @example
- * ```ts
- * import { squeezeExciteAvailable } from "./squeeze_excite.ts";
- * console.log(typeof squeezeExciteAvailable()); // "boolean"
- * ```
- */
-export function squeezeExciteAvailable(): boolean {
-  return kernelOnCurrentBackend(SQUEEZE_EXCITE_KERNEL);
-}
-
-/**
- * The op: `x * sigmoid(relu(mean_hw(x) · w1 + b1) · w2 + b2)`, the scale broadcast over the
- * pixels. Differentiable in all five inputs (the gradient runs
- * {@link SQUEEZE_EXCITE_GRAD_KERNEL}). Needs a backend with the kernel
- * ({@link squeezeExciteAvailable}).
- *
- * @param x input `[N, H, W, C]`, float32, not empty
- * @param params `w1` `[C, S]`, `b1` `[S]`, `w2` `[S, C]`, `b2` `[C]`
- * @returns `y`, shaped as `x`
- * @example
- * ```ts ignore
- * const y = squeezeExcite(x, { w1, b1, w2, b2 });
- * ```
- */
-export function squeezeExcite(
-  x: tf.Tensor4D,
-  params: { w1: tf.Tensor2D; b1: tf.Tensor1D; w2: tf.Tensor2D; b2: tf.Tensor1D },
-): tf.Tensor4D {
-  const [y, saved] = tf.engine().runKernel(SQUEEZE_EXCITE_KERNEL, {
-    x,
-    w1: params.w1,
-    b1: params.b1,
-    w2: params.w2,
-    b2: params.b2,
-  }) as tf.Tensor[];
-  saved.dispose();
-  return y as tf.Tensor4D;
-}
+  {
+    kernelName: SQUEEZE_EXCITE_GRAD,
+    make: () => (args) =>
+      runSqueezeExciteGrad(
+        args.backend as WebGPUBackend,
+        args.inputs as Parameters<typeof runSqueezeExciteGrad>[1],
+      ),
+  },
+];

@@ -1,84 +1,34 @@
 /**
- * Batch normalization in training mode (optionally followed by a residual add and a ReLU) as one
- * tfjs op, {@link BATCH_NORM_TRAIN_KERNEL}, with WebGPU kernels for it and for its gradient:
- * three dispatches forward and three backward, where the tf-ops composition (`tf.moments` then
- * `tf.batchNorm`, and their gradients) takes dozens.
- *
- * Inputs `x` `[N, H, W, C]` (any rank, channels last), `gamma` `[C]`, `beta` `[C]`, and with
- * attr `residual` a `shortcut` shaped as `x`; attrs `epsilon` and `activation` (`"linear"` or
- * `"relu"`); outputs `y` (`act(bn(x))`, or `act(bn(x) + shortcut)`), the batch `mean` and the
- * biased batch `variance` (each `[C]`). The rows of `x` (`M = N * H * W` of them) are split
- * into chunks; per channel:
- *
- * | dispatch | forward | backward |
- * | --- | --- | --- |
- * | 1 | per chunk: mean, then centred sum of squares (two passes over the chunk) | per chunk: `Σ g`, `Σ g (x - mean)` with `g` = `dy` (masked by `y > 0` after ReLU) |
- * | 2 | mean: chunk means merged (Chan et al.); variance: `Σ M2_s + n_s (mean_s - mean)²` over chunks, over `M` | `dbeta = Σ g`, `dgamma = Σ g x̂` |
- * | 3 | `y = (x - mean) γ / sqrt(var + eps) + β` (then `+ shortcut`, then ReLU) | `dx` (and `dshortcut = g`) |
- *
- * The merges and the backward's third pass write two outputs each, so they are direct
- * dispatches (`direct.ts`); the others are tfjs programs. With a residual, `bn(x)` is rounded to
- * f32 before the add and the ReLU is tfjs's, so `y` equals the unfused `relu(add(bn(x),
- * shortcut))` bit for bit, and so do the gradients (`g` is `dy` where `y > 0`, else 0).
- *
- * The centred two-pass scheme keeps the variance exact for data with a large mean and a small
- * spread (where `E[x²] - E[x]²` in f32 cancels to noise). The gradient also takes the gradients
- * flowing into the `mean` and `variance` outputs, so the op is a drop-in for the tf-ops path
- * under any loss. No atomics: results are deterministic.
+ * WebGPU kernels of the fused training-mode batch normalization (`ops/batchnorm.ts`'s
+ * `FusedBatchNormTraining` and `FusedBatchNormTrainingGrad`; the op, its dispatch table and its numerics are
+ * described there): the per-chunk passes and the forward's elementwise pass are tfjs programs,
+ * the merges and the backward's `dx` pass (two outputs each) direct kernels.
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { kernelOnCurrentBackend, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
-import { flatGrid, flatMain, runDirect, uninitialized } from "./direct.ts";
-import type { ProgramUniforms, WebGPUProgram } from "./gemm_program.ts";
+import type { tf, WebGPUBackend } from "../../deps.ts";
+import {
+  FUSED_BATCH_NORM,
+  FUSED_BATCH_NORM_GRAD,
+  type FusedBatchNormAttrs,
+} from "../../ops/batchnorm.ts";
+import { type DirectKernel, runDirect, uninitialized } from "../runtime/direct.ts";
+import { counters } from "../runtime/counters.ts";
+import type { ProgramUniforms } from "../runtime/tfjs.ts";
+import { type KernelEntry, program, type ProgramKernel } from "./declare.ts";
+import { flatGrid, flatMain, type StorageDecl, storageDecls } from "./wgsl.ts";
 
-/** Name of the fused training-mode batch-norm op (registered for webgpu by `register.ts`). */
-export const BATCH_NORM_TRAIN_KERNEL = "RegnetBatchNormTrain";
-/**
- * Name of its gradient op: inputs `dy, x, y, mean, variance, gamma, dmean, dvar`; outputs `dx,
- * dgamma, dbeta`, then `dshortcut` with a residual.
- */
-export const BATCH_NORM_TRAIN_GRAD_KERNEL = "RegnetBatchNormTrainGrad";
+/** Calls of the fused kernels (the `fusedBatchNorm` counter group): proof they ran. */
+const stats = counters.group("fusedBatchNorm", { forward: 0, backward: 0 });
 
-/** Activation fused after the normalization. */
-export type BatchNormActivation = "linear" | "relu";
-
-/** Attributes of {@link BATCH_NORM_TRAIN_KERNEL} and its gradient. */
-export interface BatchNormTrainAttrs {
-  /** Added to the variance before the square root (PyTorch's `eps`). */
-  epsilon: number;
-  /** Activation applied to the normalized output (after the residual add, if any). */
-  activation: BatchNormActivation;
-  /**
-   * Whether the op takes a `shortcut` input (shaped as `x`) added to the normalized output
-   * before the activation: `y = act(bn(x) + shortcut)`, a ResNet block's tail. Absent: false.
-   */
-  residual?: boolean;
-}
-
-/** Calls of the fused kernels since {@link resetFusedBatchNormStats}: proof they ran. */
-export const fusedBatchNormStats: { forward: number; backward: number } = {
-  forward: 0,
-  backward: 0,
-};
-
-/** Per-chunk passes by lane width since {@link resetFusedBatchNormStats}: `vec4` or scalar. */
-export const fusedBatchNormLaneStats: { vec4: number; scalar: number } = { vec4: 0, scalar: 0 };
-
-/** Zeroes {@link fusedBatchNormStats} and {@link fusedBatchNormLaneStats}. */
-export function resetFusedBatchNormStats(): void {
-  fusedBatchNormStats.forward = 0;
-  fusedBatchNormStats.backward = 0;
-  fusedBatchNormLaneStats.vec4 = 0;
-  fusedBatchNormLaneStats.scalar = 0;
-}
+/** Per-chunk passes by lane width (the `fusedBatchNormLanes` group): `vec4` or scalar. */
+const laneStats = counters.group("fusedBatchNormLanes", { vec4: 0, scalar: 0 });
 
 /** Workgroups the per-chunk pass aims for (channel tiles times chunks). */
 const TARGET_WORKGROUPS = 256;
 /** Invocations per workgroup of the per-chunk pass. */
 const THREADS = 256;
-/** Rows of the gradient's chunk table after the `2S` partial rows (see `ChunkPassProgram`). */
+/** Rows of the gradient's chunk table after the `2S` partial rows (see `CHUNK_PASS`). */
 const GRAD_EXTRA_ROWS = 6;
 
 /** How the rows are cut into chunks and the channels into tiles. */
@@ -148,44 +98,51 @@ const PLAN_UNIFORMS = "rows : i32, chunk : i32, splits : i32, eps : f32,";
  * after the `2S` partial rows four rows `mean, gamma, dmean, dvar` (copied by chunk 0) so that
  * the `dx` pass needs few bindings; two more rows are left for the merge (`dbeta`, `dgamma`).
  */
-class ChunkPassProgram implements WebGPUProgram {
-  variableNames: string[];
-  variableComponents: number[];
-  outputComponent: number;
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[]; y: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
-  uniforms = PLAN_UNIFORMS;
-  private readonly mode: "stats" | "grad";
-  private readonly relu: boolean;
-  private readonly plan: BatchNormPlan;
+/** What the per-chunk pass's WGSL depends on. */
+interface ChunkPassParams {
+  mode: "stats" | "grad";
+  /** ReLU mask (the gradient only). */
+  relu: boolean;
+  channels: number;
+  tileC: number;
+  tileR: number;
+  vec: number;
+}
 
-  constructor(mode: "stats" | "grad", plan: BatchNormPlan, relu: boolean) {
-    this.mode = mode;
-    this.relu = relu && mode === "grad";
-    this.plan = plan;
-    this.variableNames = mode === "stats"
+const CHUNK_PASS: ProgramKernel<ChunkPassParams> = {
+  name: "bn_chunk",
+  shader: (p) => {
+    const variableNames = p.mode === "stats"
       ? ["x"]
-      : ["dy", "x", "mean", "gamma", "dmean", "dvar", ...(this.relu ? ["y"] : [])];
-    this.variableComponents = this.variableNames.map(() => plan.vec);
-    this.outputComponent = plan.vec;
-    const rows = 2 * plan.splits + (mode === "grad" ? GRAD_EXTRA_ROWS : 0);
-    this.outputShape = [rows, plan.channels * plan.vec];
-    this.workgroupSize = [plan.tileC, plan.tileR, 1];
-    this.dispatchLayout = { x: [1], y: [0] };
-    this.dispatch = [Math.ceil(plan.channels / plan.tileC), plan.splits, 1];
-    this.shaderKey = `regnet_bn_chunk_${mode}_${
-      this.relu ? "relu" : "lin"
-    }_${plan.channels}_${plan.tileC}_${plan.vec}`;
-  }
+      : ["dy", "x", "mean", "gamma", "dmean", "dvar", ...(p.relu ? ["y"] : [])];
+    return {
+      variableNames,
+      variableComponents: variableNames.map(() => p.vec),
+      outputComponent: p.vec,
+      workgroupSize: [p.tileC, p.tileR, 1],
+      uniforms: PLAN_UNIFORMS,
+      code: () => chunkPassCode(p),
+    };
+  },
+};
 
-  getUserCode(): string {
-    const { channels: C, tileC: TC, tileR: TR, vec } = this.plan;
-    const T = vec === 4 ? "vec4<f32>" : "f32";
-    const zero = `${T}(0.0)`;
-    const reduce = `
+/** A per-chunk pass over a plan. */
+function chunkPass(mode: "stats" | "grad", plan: BatchNormPlan, relu: boolean) {
+  const { channels, tileC, tileR, vec } = plan;
+  const params = { mode, relu: relu && mode === "grad", channels, tileC, tileR, vec };
+  const rows = 2 * plan.splits + (mode === "grad" ? GRAD_EXTRA_ROWS : 0);
+  return program(CHUNK_PASS, params, {
+    outputShape: [rows, plan.channels * plan.vec],
+    dispatchLayout: { x: [1], y: [0] },
+    dispatch: [Math.ceil(plan.channels / plan.tileC), plan.splits, 1],
+  });
+}
+
+function chunkPassCode(p: ChunkPassParams): string {
+  const { channels: C, tileC: TC, tileR: TR, vec } = p;
+  const T = vec === 4 ? "vec4<f32>" : "f32";
+  const zero = `${T}(0.0)`;
+  const reduce = `
       fn reduceLanes(tc : i32, tr : i32) {
         for (var st = ${TR / 2}; st > 0; st = st / 2) {
           if (tr < st) {
@@ -195,7 +152,7 @@ class ChunkPassProgram implements WebGPUProgram {
           workgroupBarrier();
         }
       }`;
-    const head = `
+  const head = `
       let tc = i32(localId.x);
       let tr = i32(localId.y);
       let c = i32(workgroupId.x) * ${TC} + tc;
@@ -204,9 +161,9 @@ class ChunkPassProgram implements WebGPUProgram {
       let r0 = s * uniforms.chunk;
       let r1 = min(uniforms.rows, r0 + uniforms.chunk);
       let slot = tr * ${TC} + tc;`;
-    let body: string;
-    if (this.mode === "stats") {
-      body = `${head}
+  let body: string;
+  if (p.mode === "stats") {
+    body = `${head}
       let n = f32(r1 - r0);
       var a = ${zero};
       for (var r = r0 + tr; r < r1; r = r + ${TR}) { a = a + x[r * ${C} + cc]; }
@@ -232,9 +189,9 @@ class ChunkPassProgram implements WebGPUProgram {
         result[(2 * s) * ${C} + c] = m0 + s1 / n;
         result[(2 * s + 1) * ${C} + c] = max(red1[tc] - s1 * s1 / n, ${zero});
       }`;
-    } else {
-      const mask = this.relu ? `g = select(g, ${zero}, y[i] <= ${zero});` : "";
-      body = `${head}
+  } else {
+    const mask = p.relu ? `g = select(g, ${zero}, y[i] <= ${zero});` : "";
+    body = `${head}
       let mu = mean[cc];
       var a = ${zero};
       var b = ${zero};
@@ -260,15 +217,14 @@ class ChunkPassProgram implements WebGPUProgram {
           result[t + ${3 * C}] = dvar[c];
         }
       }`;
-    }
-    return `
+  }
+  return `
       var<workgroup> red0 : array<${T}, ${TC * TR}>;
       var<workgroup> red1 : array<${T}, ${TC * TR}>;
       ${reduce}
       fn main() {
         ${body}
       }`;
-  }
 }
 
 /** The plan as a uniform block (WGSL struct `Plan`): rows, chunk, splits, eps, size, padding. */
@@ -287,12 +243,9 @@ const PLAN_STRUCT = `struct Plan { rows : i32, chunk : i32, splits : i32, eps : 
   pad0 : i32, pad1 : i32, pad2 : i32, }`;
 
 /** WGSL storage bindings in order, then the `Plan` uniform block. */
-function bindingDecls(names: [string, "read" | "read_write", string][]): string {
-  const lines = names.map(([name, access, type], i) =>
-    `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;`
-  );
-  lines.push(`@group(0) @binding(${names.length}) var<uniform> uniforms : Plan;`);
-  return `${PLAN_STRUCT}\n${lines.join("\n")}`;
+function bindingDecls(names: StorageDecl[]): string {
+  const uniform = `@group(0) @binding(${names.length}) var<uniform> uniforms : Plan;`;
+  return `${PLAN_STRUCT}\n${storageDecls(names)}\n${uniform}`;
 }
 
 /** Rows `r0..r1` of the chunk `s` as an f32 count (WGSL expression). */
@@ -409,66 +362,91 @@ function dxCode(channels: number, relu: boolean, residual: boolean): string {
     }`;
 }
 
+/** The per-channel merge of the chunk table (both outputs of a pass in one dispatch). */
+const MERGE: DirectKernel<{ what: "stats" | "grad"; channels: number }> = {
+  name: "bn_merge",
+  code: (p) => mergeCode(p.what, p.channels),
+  bindings: (p) =>
+    p.what === "stats"
+      ? ["read", "read_write", "read_write"]
+      : ["read_write", "read", "read_write", "read_write"],
+};
+
+/** The backward's `dx` pass (and the residual's gradient). */
+const DX: DirectKernel<{ channels: number; relu: boolean; residual: boolean }> = {
+  name: "bn_dx",
+  code: (p) => dxCode(p.channels, p.relu, p.residual),
+  bindings: (p) => [
+    "read",
+    "read",
+    "read",
+    "read",
+    ...(p.relu ? ["read" as const] : []),
+    "read_write",
+    ...(p.residual ? ["read_write" as const] : []),
+  ],
+};
+
 /**
  * The forward's elementwise pass: `y = (x - mean) γ / sqrt(var + eps) + β`, rounded to f32,
  * then `+ shortcut` with a residual input, then the activation (the ReLU after a residual as
  * tfjs's `Relu` computes it, so that the fused op equals `relu(add(bn(x), shortcut))` bit for bit).
  */
-class ElementwiseProgram implements WebGPUProgram {
-  variableNames: string[];
-  variableComponents: number[];
-  outputComponent: number;
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  uniforms = PLAN_UNIFORMS;
-  private readonly relu: boolean;
-  private readonly residual: boolean;
-  private readonly channels: number;
-  private readonly vec: number;
+/** What the elementwise pass's WGSL depends on. */
+interface ElementwiseParams {
+  relu: boolean;
+  residual: boolean;
+  channels: number;
+  vec: number;
+}
 
-  constructor(shape: number[], relu: boolean, residual: boolean) {
-    this.relu = relu;
-    this.residual = residual;
-    this.channels = shape[shape.length - 1];
-    this.vec = elementVec(this.channels);
-    this.variableNames = ["x", "mean", "variance", "gamma", "beta"];
-    if (residual) this.variableNames.push("shortcut");
-    this.variableComponents = this.variableNames.map(() => this.vec);
-    this.outputComponent = this.vec;
-    this.outputShape = shape;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    const size = shape.reduce((a, b) => a * b, 1) / this.vec;
-    this.dispatch = [Math.ceil(size / 64), 1, 1];
-    this.shaderKey = `regnet_bn_y_${relu ? "relu" : "lin"}_${
-      residual ? "res" : "plain"
-    }_${this.channels}_${this.vec}`;
+const ELEMENTWISE: ProgramKernel<ElementwiseParams> = {
+  name: "bn_y",
+  shader: (p) => {
+    const variableNames = ["x", "mean", "variance", "gamma", "beta"];
+    if (p.residual) variableNames.push("shortcut");
+    return {
+      variableNames,
+      variableComponents: variableNames.map(() => p.vec),
+      outputComponent: p.vec,
+      workgroupSize: [64, 1, 1],
+      size: true,
+      uniforms: PLAN_UNIFORMS,
+      code: () => elementwiseCode(p),
+    };
+  },
+};
+
+/** The elementwise pass for an output of this shape. */
+function elementwise(shape: number[], relu: boolean, residual: boolean) {
+  const channels = shape[shape.length - 1];
+  const vec = elementVec(channels);
+  const size = shape.reduce((a, b) => a * b, 1) / vec;
+  return program(ELEMENTWISE, { relu, residual, channels, vec }, {
+    outputShape: shape,
+    dispatchLayout: { x: shape.map((_, i) => i) },
+    dispatch: [Math.ceil(size / 64), 1, 1],
+  });
+}
+
+function elementwiseCode(p: ElementwiseParams): string {
+  const T = p.vec === 4 ? "vec4<f32>" : "f32";
+  const CK = p.channels / p.vec;
+  let activation = "";
+  if (p.relu) {
+    activation = p.residual ? `v = select(v, ${T}(0.0), v < ${T}(0.0));` : `v = max(v, ${T}(0.0));`;
   }
-
-  getUserCode(): string {
-    const T = this.vec === 4 ? "vec4<f32>" : "f32";
-    const CK = this.channels / this.vec;
-    let activation = "";
-    if (this.relu) {
-      activation = this.residual
-        ? `v = select(v, ${T}(0.0), v < ${T}(0.0));`
-        : `v = max(v, ${T}(0.0));`;
-    }
-    return `
+  return `
       fn main(index : i32) {
         if (index < uniforms.size) {
           let c = index % ${CK};
           let inv = gamma[c] * inverseSqrt(variance[c] + ${T}(uniforms.eps));
           var v = (x[index] - mean[c]) * inv + beta[c];
-          ${this.residual ? "v = v + shortcut[index];" : ""}
+          ${p.residual ? "v = v + shortcut[index];" : ""}
           ${activation}
           result[index] = v;
         }
       }`;
-  }
 }
 
 type Info = tf.TensorInfo;
@@ -488,7 +466,7 @@ function shapeFacts(x: Info): { rows: number; channels: number } {
 function planFor(rows: number, channels: number): BatchNormPlan {
   const plan = planBatchNorm(rows, channels);
   const vec = channels % 4 === 0 && plan.tileC % 4 === 0 ? 4 : 1;
-  fusedBatchNormLaneStats[vec === 4 ? "vec4" : "scalar"]++;
+  laneStats[vec === 4 ? "vec4" : "scalar"]++;
   return vec === 1 ? plan : { ...plan, channels: channels / 4, tileC: plan.tileC / 4, vec: 4 };
 }
 
@@ -511,39 +489,33 @@ function checkFloat(name: string, infos: Info[]): void {
 export function runBatchNormTrain(
   backend: WebGPUBackend,
   inputs: { x: Info; gamma: Info; beta: Info; shortcut?: Info },
-  attrs: BatchNormTrainAttrs,
+  attrs: FusedBatchNormAttrs,
 ): Info[] {
   const { x, gamma, beta } = inputs;
-  const shortcut = residualInput(BATCH_NORM_TRAIN_KERNEL, x, inputs.shortcut, attrs);
-  checkFloat(BATCH_NORM_TRAIN_KERNEL, [x, gamma, beta, ...(shortcut ? [shortcut] : [])]);
+  const shortcut = residualInput(FUSED_BATCH_NORM, x, inputs.shortcut, attrs);
+  checkFloat(FUSED_BATCH_NORM, [x, gamma, beta, ...(shortcut ? [shortcut] : [])]);
   const { rows, channels } = shapeFacts(x);
-  if (rows === 0 || channels === 0) throw new Error(`${BATCH_NORM_TRAIN_KERNEL}: empty input`);
+  if (rows === 0 || channels === 0) throw new Error(`${FUSED_BATCH_NORM}: empty input`);
   const plan = planFor(rows, channels);
   const u = planUniforms(plan, attrs.epsilon);
   const relu = attrs.activation === "relu";
-  fusedBatchNormStats.forward++;
+  stats.forward++;
   const part = backend.runWebGPUProgram(
-    new ChunkPassProgram("stats", plan, false),
+    chunkPass("stats", plan, false),
     [x],
     "float32",
     u,
   );
   const mean = uninitialized(backend, [channels]);
   const variance = uninitialized(backend, [channels]);
-  runDirect(backend, {
-    key: `regnet_bn_merge_stats_${channels}`,
-    code: () => mergeCode("stats", channels),
-    bindings: [
-      { tensor: part, access: "read" },
-      { tensor: mean, access: "read_write" },
-      { tensor: variance, access: "read_write" },
-    ],
+  runDirect(backend, MERGE, { what: "stats", channels }, {
+    tensors: [part, mean, variance],
     uniforms: planBytes(plan, attrs.epsilon),
     workgroups: [Math.ceil(channels / 64), 1, 1],
   });
   backend.disposeData(part.dataId);
   const y = backend.runWebGPUProgram(
-    new ElementwiseProgram(x.shape, relu, shortcut !== undefined),
+    elementwise(x.shape, relu, shortcut !== undefined),
     [x, mean, variance, gamma, beta, ...(shortcut ? [shortcut] : [])],
     "float32",
     u,
@@ -556,7 +528,7 @@ function residualInput(
   name: string,
   x: Info,
   shortcut: Info | undefined,
-  attrs: BatchNormTrainAttrs,
+  attrs: FusedBatchNormAttrs,
 ): Info | undefined {
   if (!attrs.residual) return undefined;
   if (!shortcut || shortcut.shape.join() !== x.shape.join()) {
@@ -586,51 +558,34 @@ export function runBatchNormTrainGrad(
     dmean: Info;
     dvar: Info;
   },
-  attrs: BatchNormTrainAttrs,
+  attrs: FusedBatchNormAttrs,
 ): Info[] {
   const { dy, x, y, mean, variance, gamma, dmean, dvar } = inputs;
-  checkFloat(BATCH_NORM_TRAIN_GRAD_KERNEL, [dy, x, y, mean, variance, gamma, dmean, dvar]);
+  checkFloat(FUSED_BATCH_NORM_GRAD, [dy, x, y, mean, variance, gamma, dmean, dvar]);
   const { rows, channels } = shapeFacts(x);
   const plan = planFor(rows, channels);
   const u = planUniforms(plan, attrs.epsilon);
   const relu = attrs.activation === "relu";
   const residual = attrs.residual === true;
-  fusedBatchNormStats.backward++;
+  stats.backward++;
   const part = backend.runWebGPUProgram(
-    new ChunkPassProgram("grad", plan, relu),
+    chunkPass("grad", plan, relu),
     [dy, x, mean, gamma, dmean, dvar, ...(relu ? [y] : [])],
     "float32",
     u,
   );
   const dbeta = uninitialized(backend, [channels]);
   const dgamma = uninitialized(backend, [channels]);
-  runDirect(backend, {
-    key: `regnet_bn_merge_grad_${channels}`,
-    code: () => mergeCode("grad", channels),
-    bindings: [
-      { tensor: part, access: "read_write" },
-      { tensor: variance, access: "read" },
-      { tensor: dbeta, access: "read_write" },
-      { tensor: dgamma, access: "read_write" },
-    ],
+  runDirect(backend, MERGE, { what: "grad", channels }, {
+    tensors: [part, variance, dbeta, dgamma],
     uniforms: planBytes(plan, attrs.epsilon),
     workgroups: [Math.ceil(channels / 64), 1, 1],
   });
   const dx = uninitialized(backend, x.shape);
   const dshortcut = residual ? uninitialized(backend, x.shape) : null;
   const size = rows * channels / elementVec(channels);
-  runDirect(backend, {
-    key: `regnet_bn_dx_${relu ? "relu" : "lin"}_${residual ? "res" : "plain"}_${channels}`,
-    code: () => dxCode(channels, relu, residual),
-    bindings: [
-      { tensor: dy, access: "read" },
-      { tensor: x, access: "read" },
-      { tensor: part, access: "read" },
-      { tensor: variance, access: "read" },
-      ...(relu ? [{ tensor: y, access: "read" as const }] : []),
-      { tensor: dx, access: "read_write" },
-      ...(dshortcut ? [{ tensor: dshortcut, access: "read_write" as const }] : []),
-    ],
+  runDirect(backend, DX, { channels, relu, residual }, {
+    tensors: [dy, x, part, variance, ...(relu ? [y] : []), dx, ...(dshortcut ? [dshortcut] : [])],
     uniforms: planBytes(plan, attrs.epsilon, size),
     workgroups: flatGrid(size),
   });
@@ -638,120 +593,24 @@ export function runBatchNormTrainGrad(
   return dshortcut ? [dx, dgamma, dbeta, dshortcut] : [dx, dgamma, dbeta];
 }
 
-tf.registerGradient({
-  kernelName: BATCH_NORM_TRAIN_KERNEL,
-  inputsToSave: ["x", "gamma"],
-  outputsToSave: [true, true, true],
-  gradFunc: (dys, saved, attrs) => {
-    const [dy, dmean, dvar] = dys as tf.Tensor[];
-    const [x, gamma, y, mean, variance] = saved;
-    const [dx, dgamma, dbeta, dshortcut] = tf.engine().runKernel(
-      BATCH_NORM_TRAIN_GRAD_KERNEL,
-      { dy, x, y, mean, variance, gamma, dmean, dvar },
-      attrs as unknown as tf.NamedAttrMap,
-    ) as tf.Tensor[];
-    const grads: Record<string, () => tf.Tensor> = {
-      x: () => dx,
-      gamma: () => dgamma,
-      beta: () => dbeta,
-    };
-    if (dshortcut) grads.shortcut = () => dshortcut;
-    return grads;
+/** The kernels of this file, for the registration list (`list.ts`). */
+export const BATCH_NORM_KERNELS: readonly KernelEntry[] = [
+  {
+    kernelName: FUSED_BATCH_NORM,
+    make: () => (args) =>
+      runBatchNormTrain(
+        args.backend as WebGPUBackend,
+        args.inputs as { x: Info; gamma: Info; beta: Info; shortcut?: Info },
+        args.attrs as unknown as FusedBatchNormAttrs,
+      ),
   },
-});
-
-/**
- * Registers {@link BATCH_NORM_TRAIN_KERNEL} and its gradient kernel for the webgpu backend.
- * Idempotent. (`registerFastKernels` in `register.ts` calls it.)
- *
- * @example
- * ```ts
- * import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnorm.ts";
- * registerBatchNormKernels();
- * unregisterBatchNormKernels();
- * ```
- */
-export function registerBatchNormKernels(): void {
-  const forward: tf.KernelFunc = (args) =>
-    runBatchNormTrain(
-      args.backend as WebGPUBackend,
-      args.inputs as { x: Info; gamma: Info; beta: Info; shortcut?: Info },
-      args.attrs as unknown as BatchNormTrainAttrs,
-    );
-  const backward: tf.KernelFunc = (args) =>
-    runBatchNormTrainGrad(
-      args.backend as WebGPUBackend,
-      args.inputs as Parameters<typeof runBatchNormTrainGrad>[1],
-      args.attrs as unknown as BatchNormTrainAttrs,
-    );
-  registerOwnKernels([
-    [BATCH_NORM_TRAIN_KERNEL, forward],
-    [BATCH_NORM_TRAIN_GRAD_KERNEL, backward],
-  ]);
-}
-
-/**
- * Removes the kernels {@link registerBatchNormKernels} registered. Idempotent.
- *
- * @example
- * ```ts
- * import { unregisterBatchNormKernels } from "./batchnorm.ts";
- * unregisterBatchNormKernels();
- * ```
- */
-export function unregisterBatchNormKernels(): void {
-  unregisterOwnKernels([BATCH_NORM_TRAIN_KERNEL, BATCH_NORM_TRAIN_GRAD_KERNEL]);
-}
-
-/**
- * Whether the fused op can run on the current backend (its kernel is registered there).
- *
- * @returns true when {@link BATCH_NORM_TRAIN_KERNEL} has a kernel for `tf.getBackend()`
- * @example
- * ```ts
- * import { fusedBatchNormAvailable } from "./batchnorm.ts";
- * console.log(typeof fusedBatchNormAvailable()); // "boolean"
- * ```
- */
-export function fusedBatchNormAvailable(): boolean {
-  return kernelOnCurrentBackend(BATCH_NORM_TRAIN_KERNEL);
-}
-
-/**
- * The fused op: training-mode batch normalization over all axes but the last, then the
- * residual add (with a `shortcut`), then the activation. Differentiable (the gradient runs {@link BATCH_NORM_TRAIN_GRAD_KERNEL}).
- * Needs a backend with the kernel ({@link fusedBatchNormAvailable}).
- *
- * @param x input, channels last, float32, not empty
- * @param params `gamma`, `beta` (`[C]`), `epsilon`, the activation (`"linear"` default), and
- *   a `shortcut` shaped as `x` to add before the activation (`y = act(bn(x) + shortcut)`)
- * @returns the output and the batch mean and biased variance
- * @example
- * ```ts ignore
- * const { y, mean, variance } = batchNormTrain(x, { gamma, beta, epsilon: 1e-5 });
- * ```
- */
-export function batchNormTrain(
-  x: tf.Tensor,
-  params: {
-    gamma: tf.Tensor1D;
-    beta: tf.Tensor1D;
-    epsilon: number;
-    activation?: BatchNormActivation;
-    shortcut?: tf.Tensor;
+  {
+    kernelName: FUSED_BATCH_NORM_GRAD,
+    make: () => (args) =>
+      runBatchNormTrainGrad(
+        args.backend as WebGPUBackend,
+        args.inputs as Parameters<typeof runBatchNormTrainGrad>[1],
+        args.attrs as unknown as FusedBatchNormAttrs,
+      ),
   },
-): { y: tf.Tensor; mean: tf.Tensor1D; variance: tf.Tensor1D } {
-  const attrs: BatchNormTrainAttrs = {
-    epsilon: params.epsilon,
-    activation: params.activation ?? "linear",
-    residual: params.shortcut !== undefined,
-  };
-  const inputs: tf.NamedTensorMap = { x, gamma: params.gamma, beta: params.beta };
-  if (params.shortcut) inputs.shortcut = params.shortcut;
-  const [y, mean, variance] = tf.engine().runKernel(
-    BATCH_NORM_TRAIN_KERNEL,
-    inputs,
-    attrs as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor[];
-  return { y, mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D };
-}
+];

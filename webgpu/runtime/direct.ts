@@ -10,7 +10,8 @@
  * step to step. A direct dispatch binds any mix of read-only and read-write tensor buffers and
  * one uniform buffer, uses the backend's current compute pass (so it runs after every tfjs
  * program recorded before it and before every one recorded after), and counts in
- * {@link directDispatchStats} and in `countDispatches`.
+ * the `direct` counter group and in `countDispatches`. A kernel is a declaration
+ * ({@link DirectKernel}); its pipeline is cached under a key derived from the declaration.
  *
  * Tensors written in place must be owned (one tfjs tensor on the data; see
  * {@link ownForWrite}); their CPU copy, which tfjs keeps after a read, is dropped, so the
@@ -18,59 +19,67 @@
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { directDispatchStats } from "./counters.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
+import { directCounters } from "./counters.ts";
 import { recorder } from "./recorder.ts";
-
-export { directDispatchStats };
+import {
+  type BackendInternals,
+  bufferOf,
+  countInPass,
+  encodeCopy,
+  encodeDispatch,
+  forgetValues,
+  holdUntilSubmit,
+  internals,
+  refCountOf,
+} from "./tfjs.ts";
 
 /** How a direct dispatch binds a tensor. */
 export type Access = "read" | "read_write";
 
-/** One tensor binding of a direct dispatch, at the binding index of its position. */
-export interface DirectBinding {
-  /** The tensor whose buffer is bound. */
-  tensor: tf.TensorInfo;
-  /** Read-only or read-write storage. */
-  access: Access;
+/**
+ * A direct kernel's declaration: its family name, and from its parameters (everything the WGSL
+ * depends on, and nothing else) the whole WGSL module and the accesses of its tensor bindings.
+ * The pipeline cache key is {@link kernelKey}`(name, params)`: two calls share a pipeline
+ * exactly when they have the same parameters, so the same key always comes with the same code.
+ */
+export interface DirectKernel<P> {
+  /** The kernel family (also the pipeline's label prefix). */
+  name: string;
+  /**
+   * The whole WGSL module: tensor bindings `@group(0) @binding(i)` in the order of
+   * {@link DirectKernel.bindings}, then (when the call has uniforms) a uniform buffer at the next
+   * binding, and a `@compute` entry point named `main`. Called once per pipeline.
+   */
+  code(params: P): string;
+  /** The accesses of the tensor bindings, in binding order. */
+  bindings(params: P): readonly Access[];
 }
 
-/** A direct dispatch. */
-export interface DirectDispatch {
-  /**
-   * Cache key of the pipeline: the same key must always come with the same WGSL and the same
-   * binding accesses.
-   */
-  key: string;
-  /**
-   * The whole WGSL module: tensor bindings `@group(0) @binding(i)` in the order of `bindings`,
-   * then (when `uniforms` is given) a uniform buffer at `@binding(bindings.length)`, and a
-   * `@compute` entry point named `main`. Called only when the pipeline is not yet cached.
-   */
-  code: () => string;
-  /** The tensors bound. */
-  bindings: DirectBinding[];
+/** One call of a direct kernel: the tensors bound, the uniform bytes, the grid. */
+export interface DirectCall {
+  /** The tensors bound, in binding order. */
+  tensors: readonly tf.TensorInfo[];
   /** Bytes of the uniform buffer (a multiple of 16), when the shader has one. */
   uniforms?: ArrayBuffer;
   /** Workgroups per dimension. */
-  workgroups: [number, number, number];
+  workgroups: readonly [number, number, number];
 }
 
-/** The parts of `WebGPUBackend` a direct dispatch uses (tfjs keeps them private). */
-interface Internals {
-  device: GPUDevice;
-  queue: GPUQueue;
-  tensorMap: {
-    get(dataId: object): { resource: unknown; values: unknown; refCount: number } | undefined;
-  };
-  commandEncoder: GPUCommandEncoder | null;
-  computePassEncoder: GPUComputePassEncoder | null;
-  commandQueueOwnedIds: WeakSet<object>;
-  dispatchCountInPass: number;
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  uploadToGPU(dataId: object): void;
+/**
+ * The pipeline cache key of a kernel with these parameters.
+ *
+ * @param name the kernel family
+ * @param params its parameters (plain data)
+ * @returns the key
+ * @example
+ * ```ts
+ * import { kernelKey } from "./direct.ts";
+ * console.log(kernelKey("sgd", { momentum: true })); // sgd{"momentum":true}
+ * ```
+ */
+export function kernelKey(name: string, params: unknown): string {
+  return `${name}${JSON.stringify(params)}`;
 }
 
 /** Per-device caches. */
@@ -109,39 +118,6 @@ function idOf(c: Caches, obj: object): number {
   return id;
 }
 
-/** Largest number of workgroups in one dimension that every WebGPU device allows. */
-const MAX_WORKGROUPS_PER_DIM = 65535;
-
-/**
- * A 1-D range of `invocations` in workgroups of `workgroupSize`, as a grid WebGPU accepts (a
- * second dimension beyond 65,535 workgroups). Shaders number it with {@link flatMain}.
- *
- * @param invocations invocations wanted (at least one workgroup is dispatched)
- * @param workgroupSize invocations per workgroup
- * @returns workgroups per dimension
- */
-export function flatGrid(invocations: number, workgroupSize = 64): [number, number, number] {
-  const groups = Math.max(1, Math.ceil(invocations / workgroupSize));
-  if (groups <= MAX_WORKGROUPS_PER_DIM) return [groups, 1, 1];
-  return [MAX_WORKGROUPS_PER_DIM, Math.ceil(groups / MAX_WORKGROUPS_PER_DIM), 1];
-}
-
-/**
- * WGSL: the head of a `main` entry point over a {@link flatGrid} grid, up to its opening brace,
- * defining `wg` (the flat workgroup index, u32), `lid` (the index within it) and `index` (the
- * flat invocation index, i32). Invocations past the range wanted are the shader's to skip.
- *
- * @param workgroupSize invocations per workgroup
- * @returns the WGSL
- */
-export function flatMain(workgroupSize = 64): string {
-  return `@compute @workgroup_size(${workgroupSize})
-fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>,
-    @builtin(local_invocation_index) lid : u32) {
-  let wg = wid.y * nwg.x + wid.x;
-  let index = i32(wg * ${workgroupSize}u + lid);`;
-}
-
 /**
  * The most storage buffers one direct dispatch may bind on this backend's device (its
  * `maxStorageBuffersPerShaderStage`; 8 unless the device was created with more).
@@ -150,20 +126,15 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : v
  * @returns the limit
  */
 export function maxStorageBindings(backend: WebGPUBackend): number {
-  return (backend as unknown as Internals).device.limits.maxStorageBuffersPerShaderStage;
+  return internals(backend).device.limits.maxStorageBuffersPerShaderStage;
 }
 
-/** The GPU buffer of a tensor, uploading it first when its values are still on the CPU. */
-function bufferOf(be: Internals, t: tf.TensorInfo): GPUBuffer {
-  be.uploadToGPU(t.dataId);
-  const resource = be.tensorMap.get(t.dataId)?.resource;
-  if (!(resource instanceof GPUBuffer)) {
-    throw new Error(`direct dispatch: tensor of shape [${t.shape}] has no GPU buffer`);
-  }
-  return resource;
-}
-
-function layoutFor(be: Internals, c: Caches, accesses: Access[], uniform: boolean) {
+function layoutFor(
+  be: BackendInternals,
+  c: Caches,
+  accesses: readonly Access[],
+  uniform: boolean,
+) {
   const key = accesses.map((a) => (a === "read" ? "r" : "w")).join("") + (uniform ? "u" : "");
   let layout = c.layouts.get(key);
   if (!layout) {
@@ -186,7 +157,7 @@ function layoutFor(be: Internals, c: Caches, accesses: Access[], uniform: boolea
   return layout;
 }
 
-function uniformBuffer(be: Internals, c: Caches, bytes: ArrayBuffer): GPUBuffer {
+function uniformBuffer(be: BackendInternals, c: Caches, bytes: ArrayBuffer): GPUBuffer {
   if (bytes.byteLength % 16 !== 0) {
     throw new Error(`direct dispatch: uniform block of ${bytes.byteLength} bytes (need 16k)`);
   }
@@ -206,47 +177,59 @@ function uniformBuffer(be: Internals, c: Caches, bytes: ArrayBuffer): GPUBuffer 
 }
 
 /**
- * Records one direct dispatch into the backend's command stream (see the module doc). A buffer
- * may appear only once among the bindings when any binding of it is read-write (WebGPU forbids
- * reading and writing one buffer in one dispatch).
+ * Records one call of a direct kernel into the backend's command stream (see the module doc). A
+ * buffer may appear only once among the bindings when any binding of it is read-write (WebGPU
+ * forbids reading and writing one buffer in one dispatch).
  *
  * @param backend the webgpu backend
- * @param d the dispatch
+ * @param kernel the kernel's declaration
+ * @param params its parameters (they pick the pipeline)
+ * @param call the tensors, uniforms and grid
  * @example
  * ```ts ignore
- * runDirect(backend, { key: "scale2", code: () => WGSL, bindings: [{ tensor: x, access: "read_write" }],
- *   workgroups: [Math.ceil(n / 64), 1, 1] });
+ * runDirect(backend, SCALE2, { vec: 4 }, { tensors: [x], workgroups: flatGrid(n / 4) });
  * ```
  */
-export function runDirect(backend: WebGPUBackend, d: DirectDispatch): void {
-  const be = backend as unknown as Internals;
+export function runDirect<P>(
+  backend: WebGPUBackend,
+  kernel: DirectKernel<P>,
+  params: P,
+  call: DirectCall,
+): void {
+  const be = internals(backend);
   const c = cachesOf(be.device);
-  const accesses = d.bindings.map((b) => b.access);
-  const buffers = d.bindings.map((b) => bufferOf(be, b.tensor));
+  const key = kernelKey(kernel.name, params);
+  const accesses = kernel.bindings(params);
+  if (accesses.length !== call.tensors.length) {
+    throw new Error(
+      `direct dispatch ${key}: ${call.tensors.length} tensors for ${accesses.length} bindings`,
+    );
+  }
+  const buffers = call.tensors.map((t) => bufferOf(be, t));
   for (let i = 0; i < buffers.length; i++) {
     if (accesses[i] !== "read_write") continue;
     if (buffers.indexOf(buffers[i]) !== i || buffers.lastIndexOf(buffers[i]) !== i) {
-      throw new Error(`direct dispatch ${d.key}: binding ${i} is written and bound twice`);
+      throw new Error(`direct dispatch ${key}: binding ${i} is written and bound twice`);
     }
     // tfjs keeps a CPU copy of what it read back; after this write it would be stale.
-    be.tensorMap.get(d.bindings[i].tensor.dataId)!.values = null;
+    forgetValues(be, call.tensors[i]);
   }
-  const layout = layoutFor(be, c, accesses, d.uniforms !== undefined);
-  let pipeline = c.pipelines.get(d.key);
+  const layout = layoutFor(be, c, accesses, call.uniforms !== undefined);
+  let pipeline = c.pipelines.get(key);
   if (!pipeline) {
-    const module = be.device.createShaderModule({ code: d.code(), label: d.key });
+    const module = be.device.createShaderModule({ code: kernel.code(params), label: key });
     pipeline = be.device.createComputePipeline({
       layout: layout.pipeline,
       compute: { module, entryPoint: "main" },
-      label: d.key,
+      label: key,
     });
-    c.pipelines.set(d.key, pipeline);
+    c.pipelines.set(key, pipeline);
   }
-  const uniform = d.uniforms ? uniformBuffer(be, c, d.uniforms) : null;
-  let key = `${idOf(c, pipeline)}:`;
-  for (const b of buffers) key += `${idOf(c, b)},`;
-  if (uniform) key += `u${idOf(c, uniform)}`;
-  let bindGroup = c.bindGroups.get(key);
+  const uniform = call.uniforms ? uniformBuffer(be, c, call.uniforms) : null;
+  let bindKey = `${idOf(c, pipeline)}:`;
+  for (const b of buffers) bindKey += `${idOf(c, b)},`;
+  if (uniform) bindKey += `u${idOf(c, uniform)}`;
+  let bindGroup = c.bindGroups.get(bindKey);
   if (!bindGroup) {
     if (c.bindGroups.size >= MAX_BIND_GROUPS) c.bindGroups.clear();
     const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({
@@ -255,24 +238,15 @@ export function runDirect(backend: WebGPUBackend, d: DirectDispatch): void {
     }));
     if (uniform) entries.push({ binding: buffers.length, resource: { buffer: uniform } });
     bindGroup = be.device.createBindGroup({ layout: layout.group, entries });
-    c.bindGroups.set(key, bindGroup);
-    directDispatchStats.bindGroups++;
+    c.bindGroups.set(bindKey, bindGroup);
+    directCounters.bindGroups++;
   }
   // As the backend records its own programs: the tensors stay alive until the next submit.
-  for (const b of d.bindings) be.commandQueueOwnedIds.add(b.tensor.dataId);
-  be.ensureCommandEncoderReady();
-  if (!be.computePassEncoder) be.computePassEncoder = be.commandEncoder!.beginComputePass({});
-  const pass = be.computePassEncoder;
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
-  recorder.current?.dispatch(pipeline, bindGroup, d.workgroups, buffers, uniform);
-  be.dispatchCountInPass++;
-  directDispatchStats.dispatches++;
-  if ((tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") as number) <= be.dispatchCountInPass) {
-    be.endComputePassEncoder();
-    be.submitQueue();
-  }
+  holdUntilSubmit(be, call.tensors);
+  encodeDispatch(be, pipeline, bindGroup, call.workgroups);
+  recorder.current?.dispatch(pipeline, bindGroup, call.workgroups, buffers, uniform);
+  directCounters.dispatches++;
+  countInPass(be);
 }
 
 /**
@@ -283,8 +257,7 @@ export function runDirect(backend: WebGPUBackend, d: DirectDispatch): void {
  * @param t the tensor written on the GPU
  */
 export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
-  const data = (backend as unknown as Internals).tensorMap.get(t.dataId);
-  if (data && data.resource instanceof GPUBuffer) data.values = null;
+  forgetValues(internals(backend), t);
 }
 
 /**
@@ -296,8 +269,8 @@ export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
  * @returns `v`
  */
 export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
-  const data = (backend as unknown as Internals).tensorMap.get(v.dataId);
-  if (data === undefined || data.refCount > 1) {
+  const refs = refCountOf(internals(backend), v);
+  if (refs === 0 || refs > 1) {
     const copy = privateCopy(backend, v);
     v.assign(copy);
     copy.dispose();
@@ -326,17 +299,14 @@ export function privateCopy(backend: WebGPUBackend, t: tf.TensorInfo): tf.Tensor
  * @param dst the tensor written
  */
 export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.TensorInfo): void {
-  const be = backend as unknown as Internals;
+  const be = internals(backend);
   const from = bufferOf(be, src), to = bufferOf(be, dst);
   if (from.size !== to.size || src.dtype !== dst.dtype) {
     throw new Error(`copyTensor: [${src.shape}] ${src.dtype} into [${dst.shape}] ${dst.dtype}`);
   }
-  be.tensorMap.get(dst.dataId)!.values = null;
-  be.commandQueueOwnedIds.add(src.dataId);
-  be.commandQueueOwnedIds.add(dst.dataId);
-  be.ensureCommandEncoderReady();
-  be.endComputePassEncoder();
-  be.commandEncoder!.copyBufferToBuffer(from, 0, to, 0, from.size);
+  forgetValues(be, dst);
+  holdUntilSubmit(be, [src, dst]);
+  encodeCopy(be, from, to, from.size);
   recorder.current?.copy(from, to, from.size);
 }
 
@@ -348,7 +318,7 @@ export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.T
  * @returns its buffer
  */
 export function gpuBufferOf(backend: WebGPUBackend, t: tf.TensorInfo): GPUBuffer {
-  return bufferOf(backend as unknown as Internals, t);
+  return bufferOf(internals(backend), t);
 }
 
 /**
@@ -361,6 +331,6 @@ export function gpuBufferOf(backend: WebGPUBackend, t: tf.TensorInfo): GPUBuffer
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");
-  (backend as unknown as Internals).uploadToGPU(info.dataId);
+  internals(backend).uploadToGPU(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info);
 }

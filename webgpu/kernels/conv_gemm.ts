@@ -1,6 +1,6 @@
 /**
  * The three 2-D convolution kernels (forward, input gradient, filter gradient) as implicit GEMMs
- * on {@link ImplicitGemmProgram}, for NHWC activations and HWIO filters, dilation 1.
+ * on {@link IMPLICIT_GEMM}, for NHWC activations and HWIO filters, dilation 1.
  *
  * | op | M (rows) | N (cols) | K (reduction) |
  * | --- | --- | --- | --- |
@@ -13,7 +13,9 @@
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../deps.ts";
+import type { tf, WebGPUBackend } from "../../deps.ts";
+import { counters } from "../runtime/counters.ts";
+import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
 import {
   chooseSplits,
   chooseTile,
@@ -22,9 +24,8 @@ import {
   type GemmTile,
   gemmUniforms,
   makeGemmProgram,
-  MAX_WORKGROUPS_PER_DIMENSION,
   type OperandSpec,
-  SplitKReduceProgram,
+  splitKReduce,
 } from "./gemm_program.ts";
 
 /** The shape facts of one convolution, as tfjs's `computeConv2DInfo` reports them. */
@@ -67,28 +68,20 @@ function tilesPerSplit(m: number, n: number, tile: GemmTile, layout: GemmLayout)
   return layout === "register" ? blocks / 64 : blocks;
 }
 
-/** Calls per fast kernel since the last {@link resetFastConvStats}: proof the kernels ran. */
-export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = {
-  forward: 0,
-  inputGrad: 0,
-  filterGrad: 0,
-  depthwiseFilterGrad: 0,
-};
+/** Calls per fast kernel (the `conv` counter group): proof the kernels ran. */
+export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = counters.group(
+  "conv",
+  { forward: 0, inputGrad: 0, filterGrad: 0, depthwiseFilterGrad: 0 },
+);
 
 /**
- * GEMM dispatches per program layout since the last {@link resetFastConvStats}: proof of which
- * layout (the adapter profile's) the convolutions ran on.
+ * GEMM dispatches per program layout (the `convLayout` counter group): proof of which layout
+ * (the adapter profile's) the convolutions ran on.
  */
-export const fastConvLayoutStats: Record<GemmLayout, number> = { tiled: 0, register: 0 };
-
-/** Zeroes {@link fastConvStats} and {@link fastConvLayoutStats}. */
-export function resetFastConvStats(): void {
-  for (const key of Object.keys(fastConvStats) as (keyof typeof fastConvStats)[]) {
-    fastConvStats[key] = 0;
-  }
-  fastConvLayoutStats.tiled = 0;
-  fastConvLayoutStats.register = 0;
-}
+export const fastConvLayoutStats: Record<GemmLayout, number> = counters.group("convLayout", {
+  tiled: 0,
+  register: 0,
+});
 
 /** WGSL statements that split `v` into `names` by the row-major extents `dims` (constants). */
 function decompose(v: string, names: string[], dims: number[]): string {
@@ -324,13 +317,13 @@ export function convGemmFits(
     const { spec } = convGemmSpec(op, c, policy);
     const blocks = spec.splits * Math.ceil(spec.m / spec.tile.tm) *
       Math.ceil(spec.n / spec.tile.tn);
-    return Math.ceil(blocks / 64) <= MAX_WORKGROUPS_PER_DIMENSION ** 2;
+    return Math.ceil(blocks / 64) <= MAX_WORKGROUPS_PER_DIM ** 2;
   }
-  if (Math.ceil(rows / chooseTile(rows, c.outChannels).tm) > MAX_WORKGROUPS_PER_DIMENSION) {
+  if (Math.ceil(rows / chooseTile(rows, c.outChannels).tm) > MAX_WORKGROUPS_PER_DIM) {
     return false;
   }
   if (op !== "filterGrad") return true;
-  return convGemmSpec(op, c, policy).spec.splits <= MAX_WORKGROUPS_PER_DIMENSION;
+  return convGemmSpec(op, c, policy).spec.splits <= MAX_WORKGROUPS_PER_DIM;
 }
 
 /**
@@ -374,7 +367,7 @@ export function runConvGemm(
   fastConvLayoutStats[spec.layout ?? "tiled"]++;
   const out = backend.runWebGPUProgram(program, inputs, "float32", uniforms);
   if (spec.splits === 1) return out;
-  const reduce = new SplitKReduceProgram(finalShape);
+  const reduce = splitKReduce(finalShape);
   const result = backend.runWebGPUProgram(reduce, [out], "float32", [
     { type: "int32", data: [spec.splits] },
   ]);

@@ -3,16 +3,16 @@
  * fast ones of this folder, for ResNet20's convolution shapes, on whatever WebGPU adapter Deno
  * offers (llvmpipe on a CPU-only machine).
  *
- * Usage: `deno run --allow-read --allow-env kernels/bench_conv.ts [--batch 64] [--iters 3]
+ * Usage: `deno run --allow-read --allow-env bench/conv.ts [--batch 64] [--iters 3]
  * [--ops forward,inputGrad,filterGrad,dwFilterGrad] [--only stock|fast] [--shapes 0,3] [--target 512]`
  * (`--shapes` picks rows of {@link RESNET20_SHAPES}; `--target` is the split-K workgroup target).
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { registerFastKernels, unregisterFastKernels } from "./register.ts";
+import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";
+import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
 
 /** One convolution of the benchmark: input `[batch, h, w, cin]`, filter `k x k x cin x cout`. */
 export interface BenchShape {
@@ -109,20 +109,29 @@ export async function timeOp(op: Op, s: BenchShape, batch: number, iters: number
   return ms;
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      batch: { type: "string", default: "64" },
-      iters: { type: "string", default: "3" },
-      ops: { type: "string", default: OPS.join(",") },
-      only: { type: "string", default: "" },
-      shapes: { type: "string", default: "" },
-      target: { type: "string", default: "" },
-    },
-  });
-  const batch = Number(values.batch), iters = Number(values.iters);
-  const ops = values.ops.split(",") as Op[];
+const FLAGS: Record<string, FlagSpec> = {
+  batch: { kind: "int", help: "batch size (default 64)" },
+  iters: { kind: "int", help: "timed calls per op after one warm-up (default 3)" },
+  ops: { kind: "string", help: `ops, comma-separated (default all); valid: ${OPS.join(", ")}` },
+  only: { kind: "choice", choices: ["stock", "fast"], help: "time one side only" },
+  shapes: { kind: "ints", help: "indices of the shapes to time, comma-separated (default all)" },
+  target: { kind: "int", help: "split-K target workgroups of the fast kernels" },
+  help: { kind: "bool", help: "show this help" },
+};
+
+async function main(args: string[]): Promise<void> {
+  const { values: v } = parseFlags(args, FLAGS);
+  if (v.help) {
+    console.log(helpText("usage: deno run --allow-read --allow-env bench/conv.ts [flags]", FLAGS));
+    return;
+  }
+  const values = {
+    only: (v.only as string | undefined) ?? "",
+    shapes: ((v.shapes as number[] | undefined) ?? []).join(","),
+    target: v.target === undefined ? "" : String(v.target),
+  };
+  const batch = (v.batch as number | undefined) ?? 64, iters = (v.iters as number | undefined) ?? 3;
+  const ops = ((v.ops as string | undefined) ?? OPS.join(",")).split(",") as Op[];
   for (const op of ops) {
     if (!OPS.includes(op)) throw new Error(`--ops: unknown op "${op}"; valid: ${OPS.join(", ")}`);
   }
@@ -163,3 +172,5 @@ if (import.meta.main) {
     );
   }
 }
+
+if (import.meta.main) await runCli(() => main(Deno.args));

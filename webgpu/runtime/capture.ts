@@ -22,11 +22,21 @@
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../deps.ts";
-import { directDispatchStats } from "./counters.ts";
-import { dispatchCacheInstalled } from "./dispatch.ts";
+import type { tf, WebGPUBackend } from "../../deps.ts";
+import { directCounters } from "./counters.ts";
+import { dispatchCacheInstalled } from "./dispatch_cache.ts";
 import { gpuBufferOf } from "./direct.ts";
+import { listen, ORDER } from "./patches.ts";
 import { pinnedUniforms, recorder, type RecorderHooks } from "./recorder.ts";
+import {
+  type BackendInternals,
+  type BufferManagerInternals,
+  encodeCopy,
+  encodeDispatch,
+  flushCommands,
+  internals,
+  submitNow,
+} from "./tfjs.ts";
 
 type Command =
   | {
@@ -37,82 +47,49 @@ type Command =
   }
   | { kind: "copy"; src: GPUBuffer; dst: GPUBuffer; size: number };
 
-interface BufferManager {
-  acquireBuffer(size: number, usage: number, mapped?: boolean, reuse?: boolean): GPUBuffer;
-  releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
-}
-
-interface Internals {
-  bufferManager: BufferManager;
-  commandEncoder: GPUCommandEncoder | null;
-  computePassEncoder: GPUComputePassEncoder | null;
-  activeTimers: unknown;
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  runWebGPUProgram(...args: unknown[]): unknown;
-}
-
-/** The buffer-manager patch: which recording owns a buffer, and which capture runs. */
+/** The buffer-manager listeners: which recording owns a buffer, and which capture runs. */
 interface Ownership {
   owner: Map<GPUBuffer, Recording>;
   capturing: Recording | null;
-  /** The methods wrapped, and the wrappers installed. */
-  acquire: BufferManager["acquireBuffer"];
-  release: BufferManager["releaseBuffer"];
-  acquireWrapper: BufferManager["acquireBuffer"] | null;
-  releaseWrapper: BufferManager["releaseBuffer"] | null;
 }
 
 const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
 
 /**
- * The buffer-manager patch of a backend, (re)installed on top of whatever `acquireBuffer` and
- * `releaseBuffer` are now: another patch (the dispatch cache's buffer affinity) may have been
- * installed or removed since, taking this one with it.
+ * The ownership listeners of a backend's buffer manager (installed once, outermost on
+ * `acquireBuffer` and `releaseBuffer`): during a capture, storage buffers tfjs hands out belong
+ * to the recording; a buffer a recording owns goes back to it, not to tfjs's pool.
  */
-function ownershipOf(be: Internals): Ownership {
-  const bm = be.bufferManager as BufferManager & { [OWNERSHIP]?: Ownership };
-  let state = bm[OWNERSHIP];
-  if (!state) {
-    state = {
-      owner: new Map(),
-      capturing: null,
-      acquire: bm.acquireBuffer,
-      release: bm.releaseBuffer,
-      acquireWrapper: null,
-      releaseWrapper: null,
-    };
-    bm[OWNERSHIP] = state;
-  }
-  const o = state;
-  if (bm.acquireBuffer !== o.acquireWrapper) {
-    o.acquire = bm.acquireBuffer;
-    o.acquireWrapper = function (this: BufferManager, size, usage, mapped = false, reuse = true) {
-      const rec = o.capturing;
-      if (!rec || !reuse || (usage & GPUBufferUsage.STORAGE) === 0) {
-        return o.acquire.call(this, size, usage, mapped, reuse);
-      }
-      if (!mapped) {
-        const parked = rec.takeParked(size, usage);
-        if (parked) return parked;
-      }
-      const buffer = o.acquire.call(this, size, usage, mapped, reuse);
-      rec.adopt(buffer, mapped);
-      o.owner.set(buffer, rec);
-      return buffer;
-    };
-    bm.acquireBuffer = o.acquireWrapper;
-  }
-  if (bm.releaseBuffer !== o.releaseWrapper) {
-    o.release = bm.releaseBuffer;
-    o.releaseWrapper = function (this: BufferManager, buffer, reuse = true) {
-      const rec = o.owner.get(buffer);
-      if (rec) rec.park(buffer);
-      else o.release.call(this, buffer, reuse);
-    };
-    bm.releaseBuffer = o.releaseWrapper;
-  }
+function ownershipOf(be: BackendInternals): Ownership {
+  const bm = be.bufferManager as BufferManagerInternals & { [OWNERSHIP]?: Ownership };
+  const existing = bm[OWNERSHIP];
+  if (existing) return existing;
+  const o: Ownership = { owner: new Map(), capturing: null };
+  bm[OWNERSHIP] = o;
+  listen(bm, "acquireBuffer", ORDER.capture, (_self, args, next) => {
+    const [size, usage, mapped = false, reuse = true] = args as [
+      number,
+      number,
+      boolean?,
+      boolean?,
+    ];
+    const rec = o.capturing;
+    if (!rec || !reuse || (usage & GPUBufferUsage.STORAGE) === 0) return next(args);
+    if (!mapped) {
+      const parked = rec.takeParked(size, usage);
+      if (parked) return parked;
+    }
+    const buffer = next(args) as GPUBuffer;
+    rec.adopt(buffer, mapped);
+    o.owner.set(buffer, rec);
+    return buffer;
+  });
+  listen(bm, "releaseBuffer", ORDER.capture, (_self, args, next) => {
+    const rec = o.owner.get(args[0] as GPUBuffer);
+    if (!rec) return next(args);
+    rec.park(args[0] as GPUBuffer);
+    return undefined;
+  });
   return o;
 }
 
@@ -209,25 +186,17 @@ export class Recording {
   replay(): void {
     if (this.#disposed) throw new Error("Recording.replay: the recording was disposed");
     if (this.failure) throw new Error(`Recording.replay: the capture failed (${this.failure})`);
-    const be = this.#backend as unknown as Internals;
+    const be = internals(this.#backend);
     be.ensureCommandEncoderReady();
     for (const c of this.commands) {
       if (c.kind === "dispatch") {
-        if (!be.computePassEncoder) {
-          be.computePassEncoder = be.commandEncoder!.beginComputePass({});
-        }
-        const pass = be.computePassEncoder;
-        pass.setPipeline(c.pipeline);
-        pass.setBindGroup(0, c.bindGroup);
-        pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
-        directDispatchStats.dispatches++;
+        encodeDispatch(be, c.pipeline, c.bindGroup, c.workgroups);
+        directCounters.dispatches++;
       } else {
-        be.endComputePassEncoder();
-        be.commandEncoder!.copyBufferToBuffer(c.src, 0, c.dst, 0, c.size);
+        encodeCopy(be, c.src, c.dst, c.size);
       }
     }
-    be.endComputePassEncoder();
-    be.submitQueue();
+    submitNow(be);
   }
 
   /**
@@ -237,14 +206,14 @@ export class Recording {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const be = this.#backend as unknown as Internals;
+    const be = internals(this.#backend);
     const o = ownershipOf(be);
     // Buffers no tensor holds go back to tfjs's pool now; the others when their tensor goes.
     const free = new Set([...this.#parked.values()].flat());
     for (const b of this.#constantsReleased) free.add(b);
     for (const b of this.#owned) {
       o.owner.delete(b);
-      if (free.has(b)) o.release.call(be.bufferManager, b, true);
+      if (free.has(b)) be.bufferManager.releaseBuffer(b, true); // no owner now: tfjs's pool
     }
     this.#owned.clear();
     this.#parked.clear();
@@ -283,7 +252,7 @@ export function capture<T>(
   fn: () => T,
   state: readonly tf.TensorInfo[],
 ): Capture<T> {
-  const be = backend as unknown as Internals;
+  const be = internals(backend);
   if (!dispatchCacheInstalled(backend)) {
     return { result: fn(), recording: null, reason: "the dispatch patch is not installed" };
   }
@@ -297,10 +266,7 @@ export function capture<T>(
   const rec = new Recording(backend);
   const allowed = new Set(state.map((t) => gpuBufferOf(backend, t)));
   // Everything recorded before the capture is submitted first: the recording starts clean.
-  if (be.commandEncoder) {
-    be.endComputePassEncoder();
-    be.submitQueue();
-  }
+  flushCommands(be);
   let programs = 0, dispatched = 0;
   const hooks: RecorderHooks = {
     dispatch(pipeline, bindGroup, workgroups, buffers, uniform) {
@@ -320,12 +286,11 @@ export function capture<T>(
       rec.failure ??= reason;
     },
   };
-  const run = be.runWebGPUProgram;
-  be.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
+  const off = listen(be, "runWebGPUProgram", ORDER.capture, (_self, args, next) => {
     programs++;
-    return run.apply(this, args);
-  };
-  const directBefore = directDispatchStats.dispatches;
+    return next(args);
+  });
+  const directBefore = directCounters.dispatches;
   recorder.current = hooks;
   o.capturing = rec;
   let result: T;
@@ -334,9 +299,9 @@ export function capture<T>(
   } finally {
     o.capturing = null;
     recorder.current = null;
-    be.runWebGPUProgram = run;
+    off();
   }
-  const direct = directDispatchStats.dispatches - directBefore;
+  const direct = directCounters.dispatches - directBefore;
   if (!rec.failure && dispatched !== programs + direct) {
     rec.failure = `${programs + direct - dispatched} dispatches took an unrecorded path`;
   }

@@ -13,27 +13,52 @@
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
 import {
   type Access,
-  type DirectBinding,
-  flatGrid,
-  flatMain,
+  type DirectKernel,
   maxStorageBindings,
   runDirect,
-} from "./direct.ts";
+} from "../runtime/direct.ts";
+import { flatGrid, flatMain } from "./wgsl.ts";
 
-/** One elementwise update, applied to items of tensors. */
-export interface MultiTensorKernel {
-  /** Family name: the pipeline key is this name plus the items' lane widths. */
+/**
+ * One elementwise update, applied to items of tensors: a declaration whose parameters `P` (what
+ * the WGSL depends on) pick the variant. The pipeline key is the name, the parameters and the
+ * items' lane widths.
+ */
+export interface MultiTensorKernel<P = Record<string, never>> {
+  /** Family name. */
   name: string;
   /** Access of each tensor of an item, in order. */
-  accesses: Access[];
+  accesses: (params: P) => readonly Access[];
   /**
    * WGSL statements that update element `i` of one item. `t(k)` names the item's tensor `k`
    * (an array of `type`), `p` is the item's `vec4<f32>` of parameters.
    */
-  body: (t: (k: number) => string, type: "f32" | "vec4<f32>") => string;
+  body: (params: P, t: (k: number) => string, type: "f32" | "vec4<f32>") => string;
+}
+
+/** The parameters of one dispatch's shader: the kernel's, and each item's lane width. */
+interface GroupParams<P> {
+  params: P;
+  widths: number[];
+}
+
+const declarations = new WeakMap<object, DirectKernel<GroupParams<never>>>();
+
+/** The direct kernel of a multi-tensor kernel (one dispatch over items of given widths). */
+function directKernelOf<P>(kernel: MultiTensorKernel<P>): DirectKernel<GroupParams<P>> {
+  let d = declarations.get(kernel) as DirectKernel<GroupParams<P>> | undefined;
+  if (!d) {
+    d = {
+      name: kernel.name,
+      code: ({ params, widths }) => shader(kernel, params, widths),
+      bindings: ({ params, widths }) => widths.flatMap(() => kernel.accesses(params)),
+    };
+    declarations.set(kernel, d as DirectKernel<GroupParams<never>>);
+  }
+  return d;
 }
 
 /** One item: its tensors (in the order of `accesses`, all of one size) and parameters. */
@@ -49,24 +74,24 @@ export const MAX_ITEMS_PER_DISPATCH = 16;
 const THREADS = 256;
 
 /** Items per dispatch for a kernel on a backend. */
-export function itemsPerDispatch(backend: WebGPUBackend, kernel: MultiTensorKernel): number {
-  const n = Math.floor(maxStorageBindings(backend) / kernel.accesses.length);
+export function itemsPerDispatch(backend: WebGPUBackend, perItem: number, name: string): number {
+  const n = Math.floor(maxStorageBindings(backend) / perItem);
   if (n < 1) {
     throw new Error(
-      `${kernel.name}: needs ${kernel.accesses.length} storage buffers per dispatch, ` +
+      `${name}: needs ${perItem} storage buffers per dispatch, ` +
         `the device allows ${maxStorageBindings(backend)}`,
     );
   }
   return Math.min(n, MAX_ITEMS_PER_DISPATCH);
 }
 
-function shader(kernel: MultiTensorKernel, widths: number[]): string {
+function shader<P>(kernel: MultiTensorKernel<P>, params: P, widths: number[]): string {
   const k = widths.length;
   const lines: string[] = [];
   let binding = 0;
   widths.forEach((w, j) => {
     const type = w === 4 ? "vec4<f32>" : "f32";
-    kernel.accesses.forEach((a, m) => {
+    kernel.accesses(params).forEach((a, m) => {
       const access = a === "read" ? "read" : "read_write";
       lines.push(
         `@group(0) @binding(${binding++}) var<storage, ${access}> t${j}_${m} : array<${type}>;`,
@@ -79,7 +104,7 @@ function shader(kernel: MultiTensorKernel, widths: number[]): string {
     flatMain(THREADS),
   );
   widths.forEach((w, j) => {
-    const body = kernel.body((m) => `t${j}_${m}`, w === 4 ? "vec4<f32>" : "f32");
+    const body = kernel.body(params, (m) => `t${j}_${m}`, w === 4 ? "vec4<f32>" : "f32");
     lines.push(
       `  if (wg < u.item[${j}].z) {`,
       `    let i = (wg - u.item[${j}].y) * ${THREADS}u + lid;`,
@@ -96,17 +121,18 @@ function shader(kernel: MultiTensorKernel, widths: number[]): string {
 }
 
 /** Records one dispatch over `items` (at most {@link itemsPerDispatch}). */
-function dispatchGroup(
+function dispatchGroup<P>(
   backend: WebGPUBackend,
-  kernel: MultiTensorKernel,
+  kernel: MultiTensorKernel<P>,
+  params: P,
   items: MultiTensorItem[],
 ): void {
   const k = items.length;
   const bytes = new ArrayBuffer(32 * k);
   const meta = new Uint32Array(bytes, 0, 4 * k);
-  const params = new Float32Array(bytes, 16 * k, 4 * k);
+  const values = new Float32Array(bytes, 16 * k, 4 * k);
   const widths: number[] = [];
-  const bindings: DirectBinding[] = [];
+  const tensors: tf.TensorInfo[] = [];
   let groups = 0;
   items.forEach((item, j) => {
     const n = tf.util.sizeFromShape(item.tensors[0].shape);
@@ -115,13 +141,11 @@ function dispatchGroup(
     const lanes = n / w;
     meta.set([lanes, groups, groups + Math.ceil(lanes / THREADS), 0], 4 * j);
     groups += Math.ceil(lanes / THREADS);
-    params.set(item.params.slice(0, 4), 4 * j);
-    item.tensors.forEach((tensor, m) => bindings.push({ tensor, access: kernel.accesses[m] }));
+    values.set(item.params.slice(0, 4), 4 * j);
+    tensors.push(...item.tensors);
   });
-  runDirect(backend, {
-    key: `${kernel.name}|${widths.join("")}`,
-    code: () => shader(kernel, widths),
-    bindings,
+  runDirect(backend, directKernelOf(kernel), { params, widths }, {
+    tensors,
     uniforms: bytes,
     workgroups: flatGrid(groups * THREADS, THREADS),
   });
@@ -134,36 +158,39 @@ function dispatchGroup(
  *
  * @param backend the webgpu backend
  * @param kernel the update
+ * @param params the kernel's parameters
  * @param items the items, in order
  * @returns the number of dispatches recorded
  * @example
  * ```ts ignore
- * const scale: MultiTensorKernel = { name: "scale", accesses: ["read_write"],
- *   body: (t) => `${t(0)}[i] = ${t(0)}[i] * p.x;` };
- * runMultiTensor(backend, scale, tensors.map((x) => ({ tensors: [x], params: [0.5] })));
+ * const scale: MultiTensorKernel = { name: "scale", accesses: () => ["read_write"],
+ *   body: (_, t) => `${t(0)}[i] = ${t(0)}[i] * p.x;` };
+ * runMultiTensor(backend, scale, {}, tensors.map((x) => ({ tensors: [x], params: [0.5] })));
  * ```
  */
-export function runMultiTensor(
+export function runMultiTensor<P>(
   backend: WebGPUBackend,
-  kernel: MultiTensorKernel,
+  kernel: MultiTensorKernel<P>,
+  params: P,
   items: readonly MultiTensorItem[],
 ): number {
-  const limit = itemsPerDispatch(backend, kernel);
+  const accesses = kernel.accesses(params);
+  const limit = itemsPerDispatch(backend, accesses.length, kernel.name);
   let group: MultiTensorItem[] = [];
   let written = new Set<object>();
   let read = new Set<object>();
   let dispatches = 0;
   const flush = () => {
     if (group.length === 0) return;
-    dispatchGroup(backend, kernel, group);
+    dispatchGroup(backend, kernel, params, group);
     dispatches++;
     group = [];
     written = new Set();
     read = new Set();
   };
   for (const item of items) {
-    if (item.tensors.length !== kernel.accesses.length) {
-      throw new Error(`${kernel.name}: an item needs ${kernel.accesses.length} tensors`);
+    if (item.tensors.length !== accesses.length) {
+      throw new Error(`${kernel.name}: an item needs ${accesses.length} tensors`);
     }
     const n = tf.util.sizeFromShape(item.tensors[0].shape);
     for (const t of item.tensors) {
@@ -172,8 +199,8 @@ export function runMultiTensor(
       }
     }
     if (n === 0) continue;
-    const w = item.tensors.filter((_, m) => kernel.accesses[m] === "read_write");
-    const r = item.tensors.filter((_, m) => kernel.accesses[m] === "read");
+    const w = item.tensors.filter((_, m) => accesses[m] === "read_write");
+    const r = item.tensors.filter((_, m) => accesses[m] === "read");
     const clash = (set: Set<object>, ts: tf.TensorInfo[]) => ts.some((t) => set.has(t.dataId));
     if (clash(written, item.tensors) || clash(read, w) || group.length === limit) flush();
     const ids = w.map((t) => t.dataId);

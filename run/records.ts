@@ -1,17 +1,35 @@
 /**
- * The files of a run folder, written by `train.ts` and read by `eval.ts` and the run comparison:
- * `config.json` (the resolved configuration) and `metrics.jsonl` (one {@link EpochRecord} a
- * line, appended at the end of every epoch). Also the fixed-column epoch log line.
+ * The files of a run folder ({@link RUN_FILES}), written by `train.ts` and read by `eval.ts` and
+ * the run comparison: `config.json` (the resolved configuration, {@link SavedRun}) and
+ * `metrics.jsonl` (one {@link EpochRecord} a line, appended at the end of every epoch); the
+ * checkpoint's format is `checkpoint.ts`'s. Also the fixed-column epoch log line.
  *
  * @module
  */
 import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
+import type { TrainConfig } from "../training/config.ts";
 
 /** Name of the configuration file inside a run folder. */
 export const CONFIG_FILE = "config.json";
 /** Name of the per-epoch metrics file inside a run folder. */
 export const METRICS_FILE = "metrics.jsonl";
+
+/** File names in a run folder. */
+export const RUN_FILES = {
+  config: CONFIG_FILE,
+  checkpoint: "checkpoint.safetensors",
+  best: "best.safetensors",
+  curves: "curves.png",
+} as const;
+
+/** The run's configuration as saved in `config.json`. */
+export interface SavedRun extends RunConfig {
+  /** The full training configuration. */
+  train: TrainConfig;
+  /** Class names of the dataset. */
+  classes: string[];
+}
 
 /** What one training epoch measured. */
 export interface EpochRecord {

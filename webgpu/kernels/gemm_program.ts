@@ -7,7 +7,7 @@
  * for padding). The generated shader stages `TK`-deep slices of `A` and `B` through workgroup
  * memory; each invocation keeps an `RM x RN` block of `C` in registers. The reduction axis can
  * be split across workgroups (split-K, the third dispatch dimension): each split writes its own
- * partial product and {@link SplitKReduceProgram} sums them in a second, small dispatch. No
+ * partial product and {@link SPLIT_K_REDUCE} sums them in a second, small dispatch. No
  * atomics are used, so results are deterministic.
  *
  * The program follows the `WebGPUProgram` contract of tfjs-backend-webgpu 4.22: the backend
@@ -17,13 +17,11 @@
  *
  * @module
  */
-import type { WebGPUBackend } from "../deps.ts";
+import type { ProgramUniforms, WebGPUProgram } from "../runtime/tfjs.ts";
+import { program, type ProgramKernel } from "./declare.ts";
+import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
 
-/** The program type `WebGPUBackend.runWebGPUProgram` takes (tfjs does not export it by name). */
-export type WebGPUProgram = Parameters<WebGPUBackend["runWebGPUProgram"]>[0];
-
-/** The per-call uniform values `runWebGPUProgram` takes. */
-export type ProgramUniforms = NonNullable<Parameters<WebGPUBackend["runWebGPUProgram"]>[3]>;
+export type { ProgramUniforms, WebGPUProgram };
 
 /** Tile shape of a GEMM program; every invocation computes a 4 x 4 block of `C`. */
 export interface GemmTile {
@@ -56,9 +54,9 @@ export interface OperandSpec {
 
 /**
  * How a GEMM is laid out over invocations:
- * - `tiled` ({@link ImplicitGemmProgram}): workgroup-shared `TK`-deep slices, a 4 x 4 block of
+ * - `tiled` ({@link IMPLICIT_GEMM}): workgroup-shared `TK`-deep slices, a 4 x 4 block of
  *   `C` per invocation. What GPUs want: many invocations, shared-memory reuse.
- * - `register` ({@link RegisterGemmProgram}): no shared memory and no barriers; each invocation
+ * - `register` ({@link REGISTER_GEMM}): no shared memory and no barriers; each invocation
  *   reads its operands straight from the buffers and keeps a large `RM x RN` block of `C` in
  *   registers. What CPU adapters (llvmpipe, SwiftShader) want: there every shared or storage
  *   load is a loop over the SIMD lanes, so loads, not arithmetic, cost the time, and a large
@@ -66,7 +64,7 @@ export interface OperandSpec {
  */
 export type GemmLayout = "tiled" | "register";
 
-/** What a convolution supplies to {@link ImplicitGemmProgram}. */
+/** What a convolution supplies to {@link IMPLICIT_GEMM}. */
 export interface GemmSpec {
   /** Unique key of everything baked into the WGSL (shapes, strides, pads); part of the shader key. */
   key: string;
@@ -165,22 +163,56 @@ export function chooseSplits(
   return { splits: Math.ceil(k / chunk), chunk };
 }
 
-/** The checks and operand layout shared by the GEMM programs. */
-function gemmOperands(spec: GemmSpec) {
+/**
+ * What a GEMM program's WGSL depends on (its declaration's parameters): the tile, the operands'
+ * index functions and lane widths, the output row map and lane width, the input names.
+ */
+export interface GemmCode {
+  /** Names of the two input buffers, in input order. */
+  variableNames: [string, string];
+  /** The `A` operand. */
+  a: OperandSpec;
+  /** The `B` operand. */
+  b: OperandSpec;
+  /** The output row map (identity when `null`). */
+  outRow: string | null;
+  /** Lanes per output element (4 when `N` is a multiple of 4). */
+  outVec: number;
+  /** The tile. */
+  tile: GemmTile;
+}
+
+/** The checks, and the code parameters of a spec. */
+function gemmCode(spec: GemmSpec): GemmCode {
   const t = spec.tile;
   if (t.tm % 4 !== 0 || t.tn % 4 !== 0 || t.tk % 4 !== 0) throw new Error("gemm tile: not x4");
   if (!spec.a.contiguousInK && spec.b.contiguousInK) {
     throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
   }
   return {
-    variableNames: [...spec.variableNames],
-    variableComponents: spec.variableNames.map((name) =>
-      (name === spec.a.buffer ? spec.a.vec4 : spec.b.vec4) ? 4 : 1
-    ),
-    outputComponent: spec.n % 4 === 0 ? 4 : 1,
-    outputShape: spec.outputShape,
+    variableNames: spec.variableNames,
+    a: spec.a,
+    b: spec.b,
+    outRow: spec.outRow ?? null,
+    outVec: spec.n % 4 === 0 ? 4 : 1,
+    tile: t,
   };
 }
+
+/** The head facts both GEMM programs share. */
+function gemmHead(p: GemmCode) {
+  return {
+    variableNames: [...p.variableNames],
+    variableComponents: p.variableNames.map((name) =>
+      (name === p.a.buffer ? p.a.vec4 : p.b.vec4) ? 4 : 1
+    ),
+    outputComponent: p.outVec,
+    uniforms: GEMM_UNIFORMS,
+  };
+}
+
+/** The GEMM programs' uniforms (see {@link gemmUniforms}). */
+const GEMM_UNIFORMS = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32,";
 
 /**
  * A tiled implicit-GEMM program: `C = A · B` with `A`, `B` read through the spec's index
@@ -189,143 +221,105 @@ function gemmOperands(spec: GemmSpec) {
  * Staged slices are `vec4` arrays laid out along each operand's contiguous axis.
  * Uniforms at run time: `dimM, dimN, dimK, kChunk, kTiles` (see {@link gemmUniforms}).
  */
-export class ImplicitGemmProgram implements WebGPUProgram {
-  /** Input buffer names. */
-  variableNames: string[];
-  /** Components per input buffer element (4 for the operands read as `vec4`). */
-  variableComponents: number[];
-  /** Components per output element (4 when `N` is a multiple of 4). */
-  outputComponent: number;
-  /** Output shape (`[splits, M, N]` when split, else the convolution's output shape). */
-  outputShape: number[];
-  /** Cache key of the compiled pipeline (tfjs appends ranks and dtypes). */
-  shaderKey: string;
-  /** Dispatch axes: x = column tiles, y = row tiles, z = splits. */
-  dispatchLayout: { x: number[]; y: number[]; z: number[] };
-  /** Workgroups per dimension. */
-  dispatch: [number, number, number];
-  /** Invocations per workgroup. */
-  workgroupSize: [number, number, number];
-  /** Program-defined uniforms. */
-  uniforms = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32,";
-  private readonly spec: GemmSpec;
+export const IMPLICIT_GEMM: ProgramKernel<GemmCode> = {
+  name: "gemm_tiled",
+  shader: (p) => ({
+    ...gemmHead(p),
+    workgroupSize: [p.tile.tn / 4, p.tile.tm / 4, 1],
+    code: () => implicitGemmCode(p),
+  }),
+};
 
-  /**
-   * Builds the program for one product.
-   *
-   * @param spec the product and its operands
-   */
-  constructor(spec: GemmSpec) {
-    const t = spec.tile;
-    this.spec = spec;
-    ({
-      variableNames: this.variableNames,
-      variableComponents: this.variableComponents,
-      outputComponent: this.outputComponent,
-      outputShape: this.outputShape,
-    } = gemmOperands(spec));
-    this.workgroupSize = [t.tn / 4, t.tm / 4, 1];
-    this.dispatchLayout = { x: [0], y: [1], z: [2] };
-    this.dispatch = [Math.ceil(spec.n / t.tn), Math.ceil(spec.m / t.tm), spec.splits];
-    const vecKey = `${spec.a.vec4 ? 4 : 1}${spec.b.vec4 ? 4 : 1}${this.outputComponent}`;
-    this.shaderKey = `fastconv_gemm_${spec.key}_${t.tm}_${t.tn}_${t.tk}_${vecKey}_` +
-      (spec.splits > 1 ? "split" : "one");
-  }
-
-  /**
-   * The shader source after the backend's preamble.
-   *
-   * @returns the WGSL body
-   */
-  getUserCode(): string {
-    const { tile: t, a, b } = this.spec;
-    const wx = t.tn / 4, wy = t.tm / 4, threads = wx * wy;
-    const kq = t.tk / 4;
-    // Staged layouts: an operand contiguous in k is kept as [outer][k/4] vec4s, one
-    // contiguous along its outer axis as [k][outer/4] vec4s.
-    const stage = (name: "A" | "B", op: OperandSpec, outer: number): string => {
-      const groups = (outer * t.tk) / 4;
-      const bound = name === "A" ? "uniforms.dimM" : "uniforms.dimN";
-      const start = name === "A" ? "m0" : "n0";
-      const idx = "g";
-      const [o, k, dst, step] = op.contiguousInK
-        ? [`${idx} / ${kq}`, `(${idx} % ${kq}) * 4`, `o * ${kq} + kl / 4`, ["0", "j"]]
-        : [`(${idx} % ${outer / 4}) * 4`, `${idx} / ${outer / 4}`, `kl * ${outer / 4} + o / 4`, [
-          "j",
-          "0",
-        ]];
-      const load = op.vec4
-        ? `if (r < ${bound} && k < kEnd) {
+/** The WGSL body of {@link IMPLICIT_GEMM}. */
+function implicitGemmCode(p: GemmCode): string {
+  const { tile: t, a, b } = p;
+  const wx = t.tn / 4, wy = t.tm / 4, threads = wx * wy;
+  const kq = t.tk / 4;
+  // Staged layouts: an operand contiguous in k is kept as [outer][k/4] vec4s, one
+  // contiguous along its outer axis as [k][outer/4] vec4s.
+  const stage = (name: "A" | "B", op: OperandSpec, outer: number): string => {
+    const groups = (outer * t.tk) / 4;
+    const bound = name === "A" ? "uniforms.dimM" : "uniforms.dimN";
+    const start = name === "A" ? "m0" : "n0";
+    const idx = "g";
+    const [o, k, dst, step] = op.contiguousInK
+      ? [`${idx} / ${kq}`, `(${idx} % ${kq}) * 4`, `o * ${kq} + kl / 4`, ["0", "j"]]
+      : [`(${idx} % ${outer / 4}) * 4`, `${idx} / ${outer / 4}`, `kl * ${outer / 4} + o / 4`, [
+        "j",
+        "0",
+      ]];
+    const load = op.vec4
+      ? `if (r < ${bound} && k < kEnd) {
             let i = index${name}(r, k);
             if (i >= 0) { v = ${op.buffer}[i / 4]; }
           }`
-        : `for (var j = 0; j < 4; j++) {
+      : `for (var j = 0; j < 4; j++) {
             let rj = r + ${step[0]}; let kj = k + ${step[1]};
             if (rj < ${bound} && kj < kEnd) {
               let i = index${name}(rj, kj);
               if (i >= 0) { v[j] = ${op.buffer}[i]; }
             }
           }`;
-      const body = `let o = ${o}; let kl = ${k};
+    const body = `let o = ${o}; let kl = ${k};
           let r = ${start} + o; let k = k0 + kl;
           var v = vec4<f32>(0.0);
           ${load}
           ${name}s[${dst}] = v;`;
-      // The scalar loader stays a loop: llvmpipe compiles it unrolled very slowly.
-      if (!op.vec4) return `for (var g = lid; g < ${groups}; g += ${threads}) { ${body} }`;
-      const copies: string[] = [];
-      for (let g0 = 0; g0 < groups; g0 += threads) {
-        const guard = g0 + threads > groups ? `if (lid + ${g0} < ${groups})` : "";
-        copies.push(`${guard} { let g = lid + ${g0}; ${body} }`);
-      }
-      return copies.join("\n");
-    };
-    const aSize = (t.tm * t.tk) / 4, bSize = (t.tn * t.tk) / 4;
-    let inner: string;
-    if (a.contiguousInK && !b.contiguousInK) {
-      inner = `for (var q = 0; q < ${kq}; q++) {
+    // The scalar loader stays a loop: llvmpipe compiles it unrolled very slowly.
+    if (!op.vec4) return `for (var g = lid; g < ${groups}; g += ${threads}) { ${body} }`;
+    const copies: string[] = [];
+    for (let g0 = 0; g0 < groups; g0 += threads) {
+      const guard = g0 + threads > groups ? `if (lid + ${g0} < ${groups})` : "";
+      copies.push(`${guard} { let g = lid + ${g0}; ${body} }`);
+    }
+    return copies.join("\n");
+  };
+  const aSize = (t.tm * t.tk) / 4, bSize = (t.tn * t.tk) / 4;
+  let inner: string;
+  if (a.contiguousInK && !b.contiguousInK) {
+    inner = `for (var q = 0; q < ${kq}; q++) {
         let b0 = Bs[(q * 4) * ${wx} + tx];
         let b1 = Bs[(q * 4 + 1) * ${wx} + tx];
         let b2 = Bs[(q * 4 + 2) * ${wx} + tx];
         let b3 = Bs[(q * 4 + 3) * ${wx} + tx];
         ${
-        [0, 1, 2, 3].map((i) =>
-          `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
+      [0, 1, 2, 3].map((i) =>
+        `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
              c${i} = fma(vec4<f32>(a.x), b0, c${i}); c${i} = fma(vec4<f32>(a.y), b1, c${i});
              c${i} = fma(vec4<f32>(a.z), b2, c${i}); c${i} = fma(vec4<f32>(a.w), b3, c${i}); }`
-        ).join("\n")
-      }
+      ).join("\n")
+    }
       }`;
-    } else if (a.contiguousInK) {
-      inner = `for (var q = 0; q < ${kq}; q++) {
+  } else if (a.contiguousInK) {
+    inner = `for (var q = 0; q < ${kq}; q++) {
         let b0 = Bs[(tx * 4) * ${kq} + q];
         let b1 = Bs[(tx * 4 + 1) * ${kq} + q];
         let b2 = Bs[(tx * 4 + 2) * ${kq} + q];
         let b3 = Bs[(tx * 4 + 3) * ${kq} + q];
         ${
-        [0, 1, 2, 3].map((i) =>
-          `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
+      [0, 1, 2, 3].map((i) =>
+        `{ let a = As[(ty * 4 + ${i}) * ${kq} + q];
              c${i} = c${i} + vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }`
-        ).join("\n")
-      }
+      ).join("\n")
+    }
       }`;
-    } else {
-      inner = `for (var kk = 0; kk < ${t.tk}; kk++) {
+  } else {
+    inner = `for (var kk = 0; kk < ${t.tk}; kk++) {
         let a = As[kk * ${wy} + ty];
         let b = Bs[kk * ${wx} + tx];
         c0 = fma(vec4<f32>(a.x), b, c0); c1 = fma(vec4<f32>(a.y), b, c1);
         c2 = fma(vec4<f32>(a.z), b, c2); c3 = fma(vec4<f32>(a.w), b, c3);
       }`;
-    }
-    const store = [0, 1, 2, 3].map((i) => {
-      const row = `m0 + ty * 4 + ${i}`;
-      if (this.outputComponent === 4) {
-        return `{ let row = ${row};
+  }
+  const store = [0, 1, 2, 3].map((i) => {
+    const row = `m0 + ty * 4 + ${i}`;
+    if (p.outVec === 4) {
+      return `{ let row = ${row};
           if (row < uniforms.dimM && col < uniforms.dimN) {
             result[(base + outRow(row) * uniforms.dimN + col) / 4] = c${i};
           } }`;
-      }
-      return `{ let row = ${row};
+    }
+    return `{ let row = ${row};
         if (row < uniforms.dimM) {
           for (var j = 0; j < 4; j++) {
             if (col + j < uniforms.dimN) {
@@ -333,13 +327,13 @@ export class ImplicitGemmProgram implements WebGPUProgram {
             }
           }
         } }`;
-    }).join("\n");
-    return `
+  }).join("\n");
+  return `
       var<workgroup> As : array<vec4<f32>, ${aSize}>;
       var<workgroup> Bs : array<vec4<f32>, ${bSize}>;
       fn indexA(m : i32, k : i32) -> i32 { ${a.index} }
       fn indexB(n : i32, k : i32) -> i32 { ${b.index} }
-      fn outRow(m : i32) -> i32 { ${this.spec.outRow ?? "return m;"} }
+      fn outRow(m : i32) -> i32 { ${p.outRow ?? "return m;"} }
       ${mainHeader()} {
         let tx = i32(localId.x);
         let ty = i32(localId.y);
@@ -362,10 +356,9 @@ export class ImplicitGemmProgram implements WebGPUProgram {
         let col = n0 + tx * 4;
         ${store}
       }`;
-  }
 }
 
-/** Invocations per workgroup of {@link RegisterGemmProgram}. */
+/** Invocations per workgroup of {@link REGISTER_GEMM}. */
 const REGISTER_WORKGROUP = 64;
 
 /**
@@ -376,78 +369,38 @@ const REGISTER_WORKGROUP = 64;
  * then split, 64 to a workgroup, over a 1-D or 2-D grid of workgroups. Per step of the
  * reduction it loads `RM` values of `A` and `RN` of `B` (as `vec4`s along each operand's
  * contiguous axis) for `RM · RN` multiply-adds. Same uniforms and output layout as
- * {@link ImplicitGemmProgram}.
+ * {@link IMPLICIT_GEMM}.
  */
-export class RegisterGemmProgram implements WebGPUProgram {
-  /** Input buffer names. */
-  variableNames: string[];
-  /** Components per input buffer element (4 for the operands read as `vec4`). */
-  variableComponents: number[];
-  /** Components per output element (4 when `N` is a multiple of 4). */
-  outputComponent: number;
-  /** Output shape (`[splits, M, N]` when split, else the convolution's output shape). */
-  outputShape: number[];
-  /** Cache key of the compiled pipeline (tfjs appends ranks and dtypes). */
-  shaderKey: string;
-  /** Dispatch axes: one flat invocation index (the backend passes it to `main`). */
-  dispatchLayout: { x: number[] };
-  /** Workgroups per dimension. */
-  dispatch: [number, number, number];
-  /** Invocations per workgroup. */
-  workgroupSize: [number, number, number] = [REGISTER_WORKGROUP, 1, 1];
-  /** Program-defined uniforms (as {@link ImplicitGemmProgram}'s). */
-  uniforms = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32,";
-  private readonly spec: GemmSpec;
+export const REGISTER_GEMM: ProgramKernel<GemmCode> = {
+  name: "gemm_register",
+  shader: (p) => ({
+    ...gemmHead(p),
+    workgroupSize: [REGISTER_WORKGROUP, 1, 1],
+    code: () => registerGemmCode(p),
+  }),
+};
 
-  /**
-   * Builds the program for one product.
-   *
-   * @param spec the product and its operands (`tile.tm`, `tile.tn`, `tile.tk` multiples of 4)
-   */
-  constructor(spec: GemmSpec) {
-    const t = spec.tile;
-    this.spec = spec;
-    ({
-      variableNames: this.variableNames,
-      variableComponents: this.variableComponents,
-      outputComponent: this.outputComponent,
-      outputShape: this.outputShape,
-    } = gemmOperands(spec));
-    this.dispatchLayout = { x: [0] };
-    const invocations = spec.splits * Math.ceil(spec.m / t.tm) * Math.ceil(spec.n / t.tn);
-    const groups = Math.ceil(invocations / REGISTER_WORKGROUP);
-    const x = Math.min(groups, MAX_WORKGROUPS_PER_DIMENSION);
-    this.dispatch = [x, Math.ceil(groups / x), 1];
-    const vecKey = `${spec.a.vec4 ? 4 : 1}${spec.b.vec4 ? 4 : 1}${this.outputComponent}`;
-    this.shaderKey = `fastconv_rgemm_${spec.key}_${t.tm}_${t.tn}_${vecKey}_` +
-      (spec.splits > 1 ? "split" : "one");
-  }
-
-  /**
-   * The shader source after the backend's preamble.
-   *
-   * @returns the WGSL body
-   */
-  getUserCode(): string {
-    const { tile: t, a, b } = this.spec;
-    const RM = t.tm, RN = t.tn, NQ = RN / 4;
-    // loadA(r, k): A[r, k..k+3] (contiguous in k) or A[r..r+3, k]; loadB(n, k): B[k, n..n+3]
-    // (contiguous in n) or B[k..k+3, n]. Zero where out of range or an implicit zero.
-    const loader = (name: "A" | "B", op: OperandSpec): string => {
-      const bound = name === "A" ? "uniforms.dimM" : "uniforms.dimN";
-      const fn = `index${name}`;
-      if (op.vec4) {
-        const check = op.contiguousInK ? `r < ${bound}` : `r < ${bound} && k < kEnd`;
-        return `fn load${name}(r : i32, k : i32, kEnd : i32) -> vec4<f32> {
+/** The WGSL body of {@link REGISTER_GEMM}. */
+function registerGemmCode(p: GemmCode): string {
+  const { tile: t, a, b } = p;
+  const RM = t.tm, RN = t.tn, NQ = RN / 4;
+  // loadA(r, k): A[r, k..k+3] (contiguous in k) or A[r..r+3, k]; loadB(n, k): B[k, n..n+3]
+  // (contiguous in n) or B[k..k+3, n]. Zero where out of range or an implicit zero.
+  const loader = (name: "A" | "B", op: OperandSpec): string => {
+    const bound = name === "A" ? "uniforms.dimM" : "uniforms.dimN";
+    const fn = `index${name}`;
+    if (op.vec4) {
+      const check = op.contiguousInK ? `r < ${bound}` : `r < ${bound} && k < kEnd`;
+      return `fn load${name}(r : i32, k : i32, kEnd : i32) -> vec4<f32> {
           if (${check}) {
             let i = ${fn}(r, k);
             if (i >= 0) { return ${op.buffer}[i / 4]; }
           }
           return vec4<f32>(0.0);
         }`;
-      }
-      const [rj, kj] = op.contiguousInK ? ["r", "k + j"] : ["r + j", "k"];
-      return `fn load${name}(r : i32, k : i32, kEnd : i32) -> vec4<f32> {
+    }
+    const [rj, kj] = op.contiguousInK ? ["r", "k + j"] : ["r + j", "k"];
+    return `fn load${name}(r : i32, k : i32, kEnd : i32) -> vec4<f32> {
         var v = vec4<f32>(0.0);
         for (var j = 0; j < 4; j++) {
           if (${rj} < ${bound} && ${kj} < kEnd) {
@@ -457,80 +410,79 @@ export class RegisterGemmProgram implements WebGPUProgram {
         }
         return v;
       }`;
-    };
-    const range = (n: number) => Array.from({ length: n }, (_, i) => i);
-    const acc = (i: number, j: number) => `c${i}_${j}`;
-    const decls = range(RM).flatMap((i) =>
-      range(NQ).map((j) => `var ${acc(i, j)} = vec4<f32>(0.0);`)
-    ).join(" ");
-    const lanes = ["x", "y", "z", "w"];
-    // Per pass: the loads of B first, then each load of A followed by the multiply-adds that
-    // use it (about 10% faster on llvmpipe than all loads first: fewer values live at once).
-    let bLoads: string[], aRows: string[], kStep: number;
-    if (a.contiguousInK && !b.contiguousInK) {
-      // Four reduction steps per pass: A as vec4 along k, B as vec4 along n.
-      kStep = 4;
-      bLoads = range(4).flatMap((q) =>
-        range(NQ).map((j) => `let b${q}_${j} = loadB(n0 + ${4 * j}, k + ${q}, kEnd);`)
-      );
-      aRows = range(RM).map((i) =>
-        [`let a${i} = loadA(m0 + ${i}, k, kEnd);`].concat(
-          range(4).flatMap((q) =>
-            range(NQ).map((j) =>
-              `${acc(i, j)} = fma(vec4<f32>(a${i}.${lanes[q]}), b${q}_${j}, ${acc(i, j)});`
-            )
-          ),
-        ).join("\n")
-      );
-    } else if (a.contiguousInK) {
-      // Both along k: one dot product per element of C.
-      kStep = 4;
-      bLoads = range(RN).map((c) => `let b${c} = loadB(n0 + ${c}, k, kEnd);`);
-      aRows = range(RM).map((i) =>
-        [`let a${i} = loadA(m0 + ${i}, k, kEnd);`].concat(
+  };
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const acc = (i: number, j: number) => `c${i}_${j}`;
+  const decls = range(RM).flatMap((i) => range(NQ).map((j) => `var ${acc(i, j)} = vec4<f32>(0.0);`))
+    .join(" ");
+  const lanes = ["x", "y", "z", "w"];
+  // Per pass: the loads of B first, then each load of A followed by the multiply-adds that
+  // use it (about 10% faster on llvmpipe than all loads first: fewer values live at once).
+  let bLoads: string[], aRows: string[], kStep: number;
+  if (a.contiguousInK && !b.contiguousInK) {
+    // Four reduction steps per pass: A as vec4 along k, B as vec4 along n.
+    kStep = 4;
+    bLoads = range(4).flatMap((q) =>
+      range(NQ).map((j) => `let b${q}_${j} = loadB(n0 + ${4 * j}, k + ${q}, kEnd);`)
+    );
+    aRows = range(RM).map((i) =>
+      [`let a${i} = loadA(m0 + ${i}, k, kEnd);`].concat(
+        range(4).flatMap((q) =>
           range(NQ).map((j) =>
-            `${acc(i, j)} = ${acc(i, j)} + vec4<f32>(${
-              range(4).map((l) => `dot(a${i}, b${4 * j + l})`).join(", ")
-            });`
-          ),
-        ).join("\n")
-      );
-    } else {
-      // One reduction step per pass: A as vec4 along m (four rows), B as vec4 along n.
-      kStep = 1;
-      bLoads = range(NQ).map((j) => `let b${j} = loadB(n0 + ${4 * j}, k, kEnd);`);
-      aRows = range(RM / 4).map((q) =>
-        [`let a${q} = loadA(m0 + ${4 * q}, k, kEnd);`].concat(
-          range(4).flatMap((l) =>
-            range(NQ).map((j) => {
-              const c = acc(4 * q + l, j);
-              return `${c} = fma(vec4<f32>(a${q}.${lanes[l]}), b${j}, ${c});`;
-            })
-          ),
-        ).join("\n")
-      );
-    }
-    const step = bLoads.concat(aRows).join("\n");
-    const store = range(RM).flatMap((i) =>
-      range(NQ).map((j) => {
-        const col = `n0 + ${4 * j}`;
-        if (this.outputComponent === 4) {
-          return `if (m0 + ${i} < uniforms.dimM && ${col} < uniforms.dimN) {
+            `${acc(i, j)} = fma(vec4<f32>(a${i}.${lanes[q]}), b${q}_${j}, ${acc(i, j)});`
+          )
+        ),
+      ).join("\n")
+    );
+  } else if (a.contiguousInK) {
+    // Both along k: one dot product per element of C.
+    kStep = 4;
+    bLoads = range(RN).map((c) => `let b${c} = loadB(n0 + ${c}, k, kEnd);`);
+    aRows = range(RM).map((i) =>
+      [`let a${i} = loadA(m0 + ${i}, k, kEnd);`].concat(
+        range(NQ).map((j) =>
+          `${acc(i, j)} = ${acc(i, j)} + vec4<f32>(${
+            range(4).map((l) => `dot(a${i}, b${4 * j + l})`).join(", ")
+          });`
+        ),
+      ).join("\n")
+    );
+  } else {
+    // One reduction step per pass: A as vec4 along m (four rows), B as vec4 along n.
+    kStep = 1;
+    bLoads = range(NQ).map((j) => `let b${j} = loadB(n0 + ${4 * j}, k, kEnd);`);
+    aRows = range(RM / 4).map((q) =>
+      [`let a${q} = loadA(m0 + ${4 * q}, k, kEnd);`].concat(
+        range(4).flatMap((l) =>
+          range(NQ).map((j) => {
+            const c = acc(4 * q + l, j);
+            return `${c} = fma(vec4<f32>(a${q}.${lanes[l]}), b${j}, ${c});`;
+          })
+        ),
+      ).join("\n")
+    );
+  }
+  const step = bLoads.concat(aRows).join("\n");
+  const store = range(RM).flatMap((i) =>
+    range(NQ).map((j) => {
+      const col = `n0 + ${4 * j}`;
+      if (p.outVec === 4) {
+        return `if (m0 + ${i} < uniforms.dimM && ${col} < uniforms.dimN) {
             result[(base + outRow(m0 + ${i}) * uniforms.dimN + ${col}) / 4] = ${acc(i, j)};
           }`;
-        }
-        return `if (m0 + ${i} < uniforms.dimM) {
+      }
+      return `if (m0 + ${i} < uniforms.dimM) {
           let o = base + outRow(m0 + ${i}) * uniforms.dimN + ${col};
           for (var l = 0; l < 4; l++) {
             if (${col} + l < uniforms.dimN) { result[o + l] = ${acc(i, j)}[l]; }
           }
         }`;
-      })
-    ).join("\n");
-    return `
+    })
+  ).join("\n");
+  return `
       fn indexA(m : i32, k : i32) -> i32 { ${a.index} }
       fn indexB(n : i32, k : i32) -> i32 { ${b.index} }
-      fn outRow(m : i32) -> i32 { ${this.spec.outRow ?? "return m;"} }
+      fn outRow(m : i32) -> i32 { ${p.outRow ?? "return m;"} }
       ${loader("A", a)}
       ${loader("B", b)}
       fn main(g : i32) {
@@ -553,25 +505,38 @@ export class RegisterGemmProgram implements WebGPUProgram {
         let base = s * uniforms.dimM * uniforms.dimN;
         ${store}
       }`;
-  }
 }
 
 /**
- * The program for a spec: {@link RegisterGemmProgram} for the `register` layout, else
- * {@link ImplicitGemmProgram}.
+ * The program for a spec: {@link REGISTER_GEMM} for the `register` layout, else
+ * {@link IMPLICIT_GEMM}; its grid: column tiles, row tiles and splits for the tiled layout, a
+ * flat grid of blocks of `C` for the register one.
  *
  * @param spec the product and its operands
  * @returns the program
  */
 export function makeGemmProgram(spec: GemmSpec): WebGPUProgram {
-  return spec.layout === "register" ? new RegisterGemmProgram(spec) : new ImplicitGemmProgram(spec);
+  const t = spec.tile;
+  const p = gemmCode(spec);
+  if (spec.layout === "register") {
+    const invocations = spec.splits * Math.ceil(spec.m / t.tm) * Math.ceil(spec.n / t.tn);
+    const groups = Math.ceil(invocations / REGISTER_WORKGROUP);
+    const x = Math.min(groups, MAX_WORKGROUPS_PER_DIM);
+    return program(REGISTER_GEMM, p, {
+      outputShape: spec.outputShape,
+      dispatchLayout: { x: [0] },
+      dispatch: [x, Math.ceil(groups / x), 1],
+    });
+  }
+  return program(IMPLICIT_GEMM, p, {
+    outputShape: spec.outputShape,
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(spec.n / t.tn), Math.ceil(spec.m / t.tm), spec.splits],
+  });
 }
 
-/** WebGPU's default `maxComputeWorkgroupsPerDimension`. */
-export const MAX_WORKGROUPS_PER_DIMENSION = 65535;
-
 /**
- * The uniform values an {@link ImplicitGemmProgram} reads.
+ * The uniform values an {@link IMPLICIT_GEMM} reads.
  *
  * @param m rows of the product
  * @param n columns of the product
@@ -600,43 +565,14 @@ export function gemmUniforms(
  * Second pass of split-K: `out[i] = Σ_s partial[s, i]`, one invocation per output element.
  * Uniform at run time: `numSplits`.
  */
-export class SplitKReduceProgram implements WebGPUProgram {
-  /** Input buffer names. */
-  variableNames = ["partial"];
-  /** Output shape. */
-  outputShape: number[];
-  /** Cache key. */
-  shaderKey = "fastconv_splitk_reduce";
-  /** Flat dispatch over the output. */
-  dispatchLayout: { x: number[] };
-  /** Workgroups per dimension. */
-  dispatch: [number, number, number];
-  /** Invocations per workgroup. */
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  /** Ask the backend for the `size` uniform. */
-  size = true;
-  /** Program-defined uniforms. */
-  uniforms = "numSplits : i32,";
-
-  /**
-   * Builds the reduction for one output.
-   *
-   * @param outputShape the final output shape
-   */
-  constructor(outputShape: number[]) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
-    const size = outputShape.reduce((a, b) => a * b, 1);
-    this.dispatch = [Math.ceil(size / this.workgroupSize[0]), 1, 1];
-  }
-
-  /**
-   * The shader source after the backend's preamble.
-   *
-   * @returns the WGSL body
-   */
-  getUserCode(): string {
-    return `
+export const SPLIT_K_REDUCE: ProgramKernel<Record<string, never>> = {
+  name: "splitk_reduce",
+  shader: () => ({
+    variableNames: ["partial"],
+    workgroupSize: [64, 1, 1],
+    size: true,
+    uniforms: "numSplits : i32,",
+    code: () => `
       ${mainHeader("index")} {
         if (index < uniforms.size) {
           var s = 0.0;
@@ -645,8 +581,23 @@ export class SplitKReduceProgram implements WebGPUProgram {
           }
           setOutputAtIndex(index, s);
         }
-      }`;
-  }
+      }`,
+  }),
+};
+
+/**
+ * The reduction of split-K partial products into one output.
+ *
+ * @param outputShape the final output shape
+ * @returns the program (its uniform: `numSplits`)
+ */
+export function splitKReduce(outputShape: number[]): WebGPUProgram {
+  const size = outputShape.reduce((a, b) => a * b, 1);
+  return program(SPLIT_K_REDUCE, {}, {
+    outputShape,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [Math.ceil(size / 64), 1, 1],
+  });
 }
 
 /** The `fn main(...)` header the backend's `_start` calls (its `getMainHeaderString`). */

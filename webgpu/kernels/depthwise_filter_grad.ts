@@ -8,12 +8,15 @@
  * share of one chunk of the `batch·outH·outW` positions: it reads `dy` once per position and
  * the `KH·KW` input pixels under it. Neighbouring invocations take neighbouring channels, so the
  * reads are contiguous. Every (chunk, lane) writes its own partial filter gradient, and
- * {@link SplitKReduceProgram} sums them: no invocation loops over the whole batch.
+ * {@link splitKReduce} sums them: no invocation loops over the whole batch.
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../deps.ts";
-import { type ProgramUniforms, SplitKReduceProgram, type WebGPUProgram } from "./gemm_program.ts";
+import type { tf, WebGPUBackend } from "../../deps.ts";
+import type { ProgramUniforms } from "../runtime/tfjs.ts";
+import { program, type ProgramKernel } from "./declare.ts";
+import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
+import { splitKReduce } from "./gemm_program.ts";
 import { fastConvStats } from "./conv_gemm.ts";
 
 /** Split knobs of the depthwise filter gradient. */
@@ -30,70 +33,82 @@ export const DEFAULT_DEPTHWISE_SPLIT: DepthwiseSplit = { targetWorkgroups: 1024,
 /** Invocations per workgroup: channel lanes x position lanes. */
 const WORKGROUP = 64;
 
+/** What the partial-sum program's WGSL depends on: the shape facts baked in, the lanes. */
+interface DepthwiseParams {
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  outHeight: number;
+  outWidth: number;
+  outChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  dilationHeight: number;
+  dilationWidth: number;
+  padTop: number;
+  padLeft: number;
+  /** Channel lanes per workgroup. */
+  lanes: number;
+}
+
 /** The partial-sum program of {@link runDepthwiseFilterGrad}. */
-export class DepthwiseFilterGradProgram implements WebGPUProgram {
-  /** Input buffer names. */
-  variableNames = ["x", "dy"];
-  /** `[splits · positionLanes, KH·KW, C·CM]`. */
-  outputShape: number[];
-  /** Cache key. */
-  shaderKey: string;
-  /** Dispatch axes: x = channel blocks, z = splits. */
-  dispatchLayout = { x: [2], y: [1], z: [0] };
-  /** Workgroups per dimension. */
-  dispatch: [number, number, number];
-  /** `[channel lanes, position lanes, 1]`. */
-  workgroupSize: [number, number, number];
-  /** Program-defined uniforms. */
-  uniforms = "numPositions : i32, chunk : i32,";
-  private readonly c: tf.backend_util.Conv2DInfo;
+const DEPTHWISE_FILTER_GRAD: ProgramKernel<DepthwiseParams> = {
+  name: "dw_filter_grad",
+  shader: (p) => ({
+    variableNames: ["x", "dy"],
+    workgroupSize: [p.lanes, WORKGROUP / p.lanes, 1],
+    uniforms: "numPositions : i32, chunk : i32,",
+    code: () => depthwiseFilterGradCode(p),
+  }),
+};
 
-  /**
-   * Builds the partial-sum program for one depthwise convolution.
-   *
-   * @param c shape facts of the depthwise convolution (NHWC)
-   * @param splits number of position chunks
-   */
-  constructor(c: tf.backend_util.Conv2DInfo, splits: number) {
-    this.c = c;
-    const channels = c.outChannels;
-    let lanes = 4;
-    while (lanes < channels && lanes < WORKGROUP) lanes *= 2;
-    const positionLanes = WORKGROUP / lanes;
-    this.workgroupSize = [lanes, positionLanes, 1];
-    this.dispatch = [Math.ceil(channels / lanes), 1, splits];
-    this.outputShape = [splits * positionLanes, c.filterHeight * c.filterWidth, channels];
-    this.shaderKey = "fastconv_dwfilter_" + [
-      c.inHeight,
-      c.inWidth,
-      c.inChannels,
-      c.outHeight,
-      c.outWidth,
-      channels,
-      c.filterHeight,
-      c.filterWidth,
-      c.strideHeight,
-      c.strideWidth,
-      c.dilationHeight,
-      c.dilationWidth,
-      c.padInfo.top,
-      c.padInfo.left,
-      lanes,
-    ].join("_");
-  }
+/** Channel lanes of a workgroup for `channels` channels. */
+function lanesFor(channels: number): number {
+  let lanes = 4;
+  while (lanes < channels && lanes < WORKGROUP) lanes *= 2;
+  return lanes;
+}
 
-  /**
-   * The shader source after the backend's preamble.
-   *
-   * @returns the WGSL body
-   */
-  getUserCode(): string {
-    const c = this.c;
-    const [lanes, positionLanes] = this.workgroupSize;
-    const taps = c.filterHeight * c.filterWidth, D = c.outChannels;
-    const CM = D / c.inChannels;
-    const OHW = c.outHeight * c.outWidth;
-    return `
+/**
+ * The partial-sum program for one depthwise convolution: output `[splits · positionLanes,
+ * KH·KW, C·CM]`, grid `[channel blocks, 1, splits]`.
+ */
+function depthwiseFilterGrad(c: tf.backend_util.Conv2DInfo, splits: number) {
+  const lanes = lanesFor(c.outChannels);
+  const params: DepthwiseParams = {
+    inHeight: c.inHeight,
+    inWidth: c.inWidth,
+    inChannels: c.inChannels,
+    outHeight: c.outHeight,
+    outWidth: c.outWidth,
+    outChannels: c.outChannels,
+    filterHeight: c.filterHeight,
+    filterWidth: c.filterWidth,
+    strideHeight: c.strideHeight,
+    strideWidth: c.strideWidth,
+    dilationHeight: c.dilationHeight,
+    dilationWidth: c.dilationWidth,
+    padTop: c.padInfo.top,
+    padLeft: c.padInfo.left,
+    lanes,
+  };
+  const positionLanes = WORKGROUP / lanes;
+  return program(DEPTHWISE_FILTER_GRAD, params, {
+    outputShape: [splits * positionLanes, c.filterHeight * c.filterWidth, c.outChannels],
+    dispatchLayout: { x: [2], y: [1], z: [0] },
+    dispatch: [Math.ceil(c.outChannels / lanes), 1, splits],
+  });
+}
+
+function depthwiseFilterGradCode(p: DepthwiseParams): string {
+  const c = { ...p, padInfo: { top: p.padTop, left: p.padLeft } };
+  const lanes = p.lanes, positionLanes = WORKGROUP / p.lanes;
+  const taps = c.filterHeight * c.filterWidth, D = c.outChannels;
+  const CM = D / c.inChannels;
+  const OHW = c.outHeight * c.outWidth;
+  return `
       ${"fn main()"} {
         let d = i32(workgroupId.x) * ${lanes} + i32(localId.x);
         let lane = i32(localId.y);
@@ -127,7 +142,6 @@ export class DepthwiseFilterGradProgram implements WebGPUProgram {
           for (var t = 0; t < ${taps}; t++) { result[base + t * ${D} + d] = acc[t]; }
         }
       }`;
-  }
 }
 
 /**
@@ -148,22 +162,25 @@ export function runDepthwiseFilterGrad(
   split: DepthwiseSplit = DEFAULT_DEPTHWISE_SPLIT,
 ): tf.TensorInfo {
   const positions = c.batchSize * c.outHeight * c.outWidth;
-  const probe = new DepthwiseFilterGradProgram(c, 1);
-  const blocks = probe.dispatch[0];
+  const blocks = Math.ceil(c.outChannels / lanesFor(c.outChannels));
   let splits = Math.max(1, Math.ceil(split.targetWorkgroups / blocks));
-  splits = Math.min(splits, Math.max(1, Math.floor(positions / split.minChunk)), 65535);
+  splits = Math.min(
+    splits,
+    Math.max(1, Math.floor(positions / split.minChunk)),
+    MAX_WORKGROUPS_PER_DIM,
+  );
   const chunk = Math.ceil(positions / splits);
   splits = Math.ceil(positions / chunk);
-  const program = new DepthwiseFilterGradProgram(c, splits);
+  const partialProgram = depthwiseFilterGrad(c, splits);
   const uniforms: ProgramUniforms = [
     { type: "int32", data: [positions] },
     { type: "int32", data: [chunk] },
   ];
   fastConvStats.depthwiseFilterGrad++;
-  const partial = backend.runWebGPUProgram(program, [x, dy], "float32", uniforms);
-  const reduce = new SplitKReduceProgram(c.filterShape);
+  const partial = backend.runWebGPUProgram(partialProgram, [x, dy], "float32", uniforms);
+  const reduce = splitKReduce(c.filterShape);
   const out = backend.runWebGPUProgram(reduce, [partial], "float32", [
-    { type: "int32", data: [program.outputShape[0]] },
+    { type: "int32", data: [partialProgram.outputShape[0]] },
   ]);
   backend.disposeData(partial.dataId);
   return out;

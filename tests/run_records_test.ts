@@ -8,7 +8,7 @@ import {
   readRun,
   type RunConfig,
   writeRunConfig,
-} from "../report/records.ts";
+} from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 
 async function tempDir(): Promise<string> {

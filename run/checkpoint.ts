@@ -15,7 +15,7 @@ import {
   toTorchLayout,
 } from "../models/weights.ts";
 import { UserError } from "../util/errors.ts";
-import type { SGD } from "./sgd.ts";
+import type { SGD } from "../training/sgd.ts";
 
 /** The steps done of an epoch that was stopped in the middle, with its running sums. */
 export interface PartialEpoch {

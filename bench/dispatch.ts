@@ -1,6 +1,6 @@
 /**
  * Micro-benchmark of what tfjs-backend-webgpu spends per kernel dispatch, stock against the
- * dispatch patch of `kernels/dispatch.ts`, on whatever WebGPU adapter Deno offers.
+ * dispatch patch of `webgpu/runtime/dispatch_cache.ts`, on whatever WebGPU adapter Deno offers.
  *
  * Two workloads: a chain of `--ops` small elementwise `tf.add`s (1,024 floats, on the GPU), and
  * ResNet20 training steps (`training/step.ts`) at `--batch`. For each, stock and patched runs
@@ -10,18 +10,18 @@
  * wrapping `GPUDevice.createBindGroup`/`createBuffer`, `GPUQueue.writeBuffer`/`submit`.
  * With `--profile`, also the time inside each backend phase of the add chain (stock).
  *
- * Usage: `deno run --allow-read --allow-env kernels/bench_dispatch.ts [--ops 2000] [--batch 8]
+ * Usage: `deno run --allow-read --allow-env bench/dispatch.ts [--ops 2000] [--batch 8]
  * [--steps 3] [--reps 3] [--submit-batch 64] [--only add|train] [--profile] [--fast-kernels]`
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { tf } from "../deps.ts";
+import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainBatch } from "../training/step.ts";
-import { installDispatchCache, uninstallDispatchCache } from "./dispatch.ts";
+import { installDispatchCache, uninstallDispatchCache } from "../webgpu/runtime/dispatch_cache.ts";
 
 /** WebGPU calls counted while a workload runs. */
 export interface CallCounts {
@@ -45,7 +45,7 @@ export interface CallCounts {
  * @example
  * ```ts
  * import { initBackend } from "../backend/backend.ts";
- * import { countCalls } from "./bench_dispatch.ts";
+ * import { countCalls } from "./dispatch.ts";
  * if ((await initBackend({ log: null })).backend === "webgpu") {
  *   const { counts } = await countCalls(async () => {});
  *   console.log(counts.dispatches); // 0
@@ -179,22 +179,38 @@ async function profile(ops: number): Promise<void> {
   }
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      ops: { type: "string", default: "2000" },
-      batch: { type: "string", default: "8" },
-      steps: { type: "string", default: "3" },
-      reps: { type: "string", default: "3" },
-      "submit-batch": { type: "string", default: "64" },
-      only: { type: "string" },
-      profile: { type: "boolean", default: false },
-      "fast-kernels": { type: "boolean", default: false },
-    },
-  });
+const FLAGS: Record<string, FlagSpec> = {
+  ops: { kind: "int", help: "tf.add calls of the add chain (default 2000)" },
+  batch: { kind: "int", help: "ResNet20 batch size (default 8)" },
+  steps: { kind: "int", help: "ResNet20 training steps per repetition (default 3)" },
+  reps: { kind: "int", help: "repetitions, best taken (default 3)" },
+  "submit-batch": { kind: "int", help: "dispatches per queue.submit with the patch (default 64)" },
+  only: { kind: "choice", choices: ["add", "train"], help: "one workload only" },
+  profile: { kind: "bool", help: "profile the stock dispatch path's phases first" },
+  "fast-kernels": { kind: "bool", help: "with the toolkit's kernels (the patch measured alone)" },
+  help: { kind: "bool", help: "show this help" },
+};
+
+async function main(args: string[]): Promise<void> {
+  const { values: v } = parseFlags(args, FLAGS);
+  if (v.help) {
+    console.log(
+      helpText("usage: deno run --allow-read --allow-env bench/dispatch.ts [flags]", FLAGS),
+    );
+    return;
+  }
+  const values = {
+    ops: String(v.ops ?? 2000),
+    batch: String(v.batch ?? 8),
+    steps: String(v.steps ?? 3),
+    reps: String(v.reps ?? 3),
+    "submit-batch": String(v["submit-batch"] ?? 64),
+    only: v.only as string | undefined,
+    profile: v.profile === true,
+    "fast-kernels": v["fast-kernels"] === true,
+  };
   const info = await initBackend({ log: null, fastKernels: values["fast-kernels"] });
-  uninstallDispatchCache(); // measure the patch alone, whatever registerFastKernels installs
+  uninstallDispatchCache(); // measure the patch alone, whatever installWebGpu installs
   console.log(`adapter: ${info.adapter}; fast kernels ${values["fast-kernels"] ? "on" : "off"}`);
   const reps = Number(values.reps);
   const submitBatch = Number(values["submit-batch"]);
@@ -222,3 +238,5 @@ if (import.meta.main) {
     model.dispose();
   }
 }
+
+if (import.meta.main) await runCli(() => main(Deno.args));

@@ -1,0 +1,249 @@
+/**
+ * Installing the WebGPU layer on tfjs's webgpu backend: {@link installWebGpu} checks the tfjs
+ * internals it relies on (`runtime/tfjs.ts`), registers every kernel of the list
+ * (`kernels/list.ts`: fast kernels for tfjs's convolutions, and the kernels of the toolkit's own
+ * ops), provides the in-place updates and step capture of `ops/extensions.ts`, and patches the
+ * dispatch path (`runtime/dispatch_cache.ts`). It returns a handle that owns the tuning policies
+ * and the counter registry, and takes everything off again with `uninstall()`. Model code does
+ * not change: it calls `ops/` and tf ops, and the backend picks the kernels.
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../deps.ts";
+import { provide, type StepCapturer } from "../ops/extensions.ts";
+import { capture } from "./runtime/capture.ts";
+import { type CounterRegistry, counters } from "./runtime/counters.ts";
+import { copyTensor, forgetCpuCopy, privateCopy } from "./runtime/direct.ts";
+import {
+  dispatchCacheInstalled,
+  type DispatchCacheOptions,
+  installDispatchCache,
+  uninstallDispatchCache,
+} from "./runtime/dispatch_cache.ts";
+import { adapterInfoOf, assertTfjsInternals, registeredWebGpuBackend } from "./runtime/tfjs.ts";
+import { CPU_SPLIT_POLICY, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./kernels/conv_gemm.ts";
+import { FAST_KERNEL_NAMES, type FastKernelName } from "./kernels/conv.ts";
+import type { TuningPolicies } from "./kernels/declare.ts";
+import { DEFAULT_GROUPED_SPLIT } from "./kernels/grouped_conv.ts";
+import { KERNELS } from "./kernels/list.ts";
+import { ownKernelRegistered, registerKernels, unregisterKernels } from "./kernels/registry.ts";
+import { runningStatsInPlace } from "./kernels/running_stats.ts";
+import { sgdStepInPlace } from "./kernels/sgd.ts";
+
+export { FAST_KERNEL_NAMES, type FastKernelName };
+
+/** The adapter kinds the kernels are tuned for. */
+export type KernelProfile = "gpu" | "cpu";
+
+/** Options of {@link installWebGpu}. */
+export interface WebGpuOptions {
+  /** Which of tfjs's convolution kernels to replace; all of {@link FAST_KERNEL_NAMES} when absent. */
+  kernels?: readonly FastKernelName[];
+  /**
+   * Which adapter the kernels are tuned for: `gpu` (workgroup-tiled GEMMs,
+   * {@link DEFAULT_SPLIT_POLICY}), `cpu` (register-blocked GEMMs, {@link CPU_SPLIT_POLICY}), or
+   * `auto` (the default): `cpu` on a software adapter ({@link adapterProfile}).
+   */
+  profile?: "auto" | KernelProfile;
+  /** Split-K knobs over the profile's policy (convolutions and the depthwise filter gradient). */
+  split?: Partial<SplitPolicy>;
+  /** Options of the dispatch path's patch (submit batch, cache bounds). */
+  dispatchCache?: DispatchCacheOptions;
+}
+
+/** What {@link installWebGpu} returns: the install's policies and counters, and its undo. */
+export interface WebGpuHandle {
+  /** The adapter profile in force. */
+  readonly profile: KernelProfile;
+  /** The tuning knobs the kernels read (live: a second install updates them). */
+  readonly policies: TuningPolicies;
+  /** Every counter of the WebGPU layer, by group (`conv`, `fusedBatchNorm`, `direct`...). */
+  readonly counters: CounterRegistry;
+  /** Whether the install is still in force. */
+  readonly installed: boolean;
+  /** Takes every kernel, extension and patch off (idempotent). */
+  uninstall(): void;
+}
+
+/**
+ * The profile for the current webgpu backend's adapter: `cpu` for a fallback (software)
+ * adapter such as llvmpipe, lavapipe or SwiftShader, else `gpu`.
+ *
+ * @returns the profile; `gpu` when the backend is not webgpu or says nothing of its adapter
+ * @example
+ * ```ts
+ * import { adapterProfile } from "./install.ts";
+ * console.log(["gpu", "cpu"].includes(adapterProfile())); // true
+ * ```
+ */
+export function adapterProfile(): KernelProfile {
+  const backend = registeredWebGpuBackend();
+  const info = backend ? adapterInfoOf(backend) : undefined;
+  if (!info) return "gpu";
+  if (info.isFallbackAdapter === true) return "cpu";
+  const text = `${info.description ?? ""} ${info.device ?? ""}`;
+  return /llvmpipe|lavapipe|swiftshader/i.test(text) ? "cpu" : "gpu";
+}
+
+/** Step capture and replay on the webgpu backend. */
+const CAPTURER: StepCapturer = {
+  ready: () => dispatchCacheInstalled(),
+  capture: (fn, state) => capture(tf.backend() as WebGPUBackend, fn, state),
+  privateCopy: (t) => privateCopy(tf.backend() as WebGPUBackend, t),
+  copy: (src, dst) => copyTensor(tf.backend() as WebGPUBackend, src, dst),
+  forgetCpuCopy: (t) => forgetCpuCopy(tf.backend() as WebGPUBackend, t),
+};
+
+const CURRENT = Symbol.for("regnet-vision.webgpuInstall");
+const store = globalThis as unknown as Record<symbol, Install | null | undefined>;
+
+/**
+ * The tuning policies of a profile, before any knob of the options.
+ *
+ * @param profile the adapter profile
+ * @returns new policies
+ * @example
+ * ```ts
+ * import { defaultPolicies } from "./install.ts";
+ * console.log(defaultPolicies("cpu").conv.layout); // register
+ * ```
+ */
+export function defaultPolicies(profile: KernelProfile): TuningPolicies {
+  return {
+    conv: { ...(profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY) },
+    depthwise: { ...DEFAULT_SPLIT_POLICY },
+    grouped: { ...DEFAULT_GROUPED_SPLIT },
+  };
+}
+
+class Install implements WebGpuHandle {
+  profile: KernelProfile = "gpu";
+  readonly policies: TuningPolicies = defaultPolicies("gpu");
+  readonly counters: CounterRegistry = counters;
+  installed = true;
+
+  uninstall(): void {
+    if (!this.installed) return;
+    this.installed = false;
+    if (store[CURRENT] === this) store[CURRENT] = null;
+    teardown();
+  }
+}
+
+/** Takes every kernel, extension and patch of the WebGPU layer off. */
+function teardown(): void {
+  provide("webgpu", "sgdStep", null);
+  provide("webgpu", "runningStats", null);
+  provide("webgpu", "capture", null);
+  unregisterKernels(KERNELS);
+  uninstallDispatchCache();
+}
+
+/**
+ * Installs the WebGPU layer (see the module doc). Idempotent: a second call updates the profile
+ * and the policies of the install in force and returns its handle. Kernels are registered even
+ * before the webgpu backend starts; the dispatch patch needs the started backend (it is applied
+ * when one is there).
+ *
+ * @param options which convolution kernels, the adapter profile, split-K knobs, patch options
+ * @returns the handle
+ * @throws Error when the running tfjs is not the version `runtime/tfjs.ts` describes
+ * @example
+ * ```ts
+ * import { installWebGpu } from "./install.ts";
+ * const gpu = installWebGpu();
+ * console.log(gpu.installed); // true
+ * gpu.uninstall();
+ * ```
+ */
+export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
+  const backend = registeredWebGpuBackend();
+  if (backend) assertTfjsInternals(backend);
+  const install = store[CURRENT] ?? new Install();
+  store[CURRENT] = install;
+  const profile = !options.profile || options.profile === "auto"
+    ? adapterProfile()
+    : options.profile;
+  install.profile = profile;
+  const base = profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY;
+  Object.assign(install.policies.conv, base, options.split);
+  Object.assign(install.policies.depthwise, DEFAULT_SPLIT_POLICY, options.split);
+  provide(
+    "webgpu",
+    "sgdStep",
+    (slots, h) => sgdStepInPlace(tf.backend() as WebGPUBackend, slots, h),
+  );
+  provide(
+    "webgpu",
+    "runningStats",
+    (slots) => runningStatsInPlace(tf.backend() as WebGPUBackend, slots),
+  );
+  provide("webgpu", "capture", CAPTURER);
+  const convs = new Set<string>(options.kernels ?? FAST_KERNEL_NAMES);
+  registerKernels(
+    KERNELS.filter((k) => !k.replacesStock || convs.has(k.kernelName)),
+    install.policies,
+  );
+  installDispatchCache(options.dispatchCache);
+  return install;
+}
+
+/**
+ * The install in force, or `null`.
+ *
+ * @returns the handle of the last {@link installWebGpu} not yet uninstalled
+ * @example
+ * ```ts
+ * import { webGpuInstall } from "./install.ts";
+ * console.log(webGpuInstall()); // null
+ * ```
+ */
+export function webGpuInstall(): WebGpuHandle | null {
+  return store[CURRENT] ?? null;
+}
+
+/**
+ * Whether the toolkit's kernel for `name` is the one registered for webgpu now.
+ *
+ * @param name a kernel name
+ * @returns true when the fast kernel is registered
+ * @example
+ * ```ts
+ * import { fastKernelRegistered } from "./install.ts";
+ * console.log(fastKernelRegistered("Conv2D")); // false
+ * ```
+ */
+export function fastKernelRegistered(name: string): boolean {
+  return ownKernelRegistered(name);
+}
+
+/**
+ * {@link installWebGpu} without the handle (the name of earlier releases).
+ *
+ * @param options as {@link installWebGpu}'s
+ * @example
+ * ```ts
+ * import { registerFastKernels, unregisterFastKernels } from "./install.ts";
+ * registerFastKernels();
+ * unregisterFastKernels();
+ * ```
+ */
+export function registerFastKernels(options: WebGpuOptions = {}): void {
+  installWebGpu(options);
+}
+
+/**
+ * Takes the WebGPU layer off (the install in force, and any kernel of ours registered by another
+ * copy of these modules): tfjs's stock kernels and dispatch path come back. Idempotent.
+ *
+ * @example
+ * ```ts
+ * import { unregisterFastKernels } from "./install.ts";
+ * unregisterFastKernels();
+ * ```
+ */
+export function unregisterFastKernels(): void {
+  const install = store[CURRENT];
+  if (install) install.uninstall();
+  else teardown();
+}

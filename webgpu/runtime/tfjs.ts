@@ -1,0 +1,485 @@
+/**
+ * The one place that touches tfjs-backend-webgpu 4.22's private internals. Every other file of
+ * `webgpu/` reaches the backend's command encoder, tensor map, buffer manager and uniform layout
+ * through the typed accessors here, so upgrading tfjs means auditing this file:
+ * {@link assertTfjsInternals} (called by `installWebGpu`) checks the tfjs version and the
+ * presence of every member listed in {@link BACKEND_MEMBERS} and {@link BUFFER_MANAGER_MEMBERS},
+ * and fails with one error that names what is missing.
+ *
+ * @module
+ */
+import { tf, type WebGPUBackend } from "../../deps.ts";
+
+/** The tfjs version whose internals this file describes. */
+export const TFJS_VERSION = "4.22.0";
+
+/** The flag tfjs reads to submit its command encoder every so many dispatches. */
+export const SUBMIT_FLAG = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
+
+/** A tfjs WebGPU program (`webgpu_program.WebGPUProgram`). */
+export type WebGPUProgram = Parameters<WebGPUBackend["runWebGPUProgram"]>[0];
+/** The program-defined uniforms `runWebGPUProgram` takes. */
+export type ProgramUniforms = NonNullable<Parameters<WebGPUBackend["runWebGPUProgram"]>[3]>;
+
+/** One uniform value of a tfjs program (`ProgramUniform` entries). */
+export interface UniformField {
+  type: string;
+  data: number[];
+}
+
+/** The fields of a tfjs `WebGPUProgram` the runtime reads. */
+export interface ProgramLike {
+  shaderKey?: string;
+  pipeline: GPUComputePipeline | Promise<GPUComputePipeline>;
+  pixelsOpType?: unknown;
+  size?: boolean;
+  outputShape: number[];
+  outputComponent?: number;
+  dispatch: [number, number, number];
+}
+
+/** What tfjs keeps per tensor data id. */
+export interface TensorData {
+  resource: unknown;
+  values: unknown;
+  refCount: number;
+}
+
+/** The parts of tfjs's `BufferManager` the runtime reads, updates and wraps. */
+export interface BufferManagerInternals {
+  freeBuffers: Map<string, GPUBuffer[]>;
+  usedBuffers: Map<string, GPUBuffer[]>;
+  numFreeBuffers: number;
+  numUsedBuffers: number;
+  numBytesUsed: number;
+  acquireBuffer(
+    size: number,
+    usage: number,
+    mappedAtCreation?: boolean,
+    reuse?: boolean,
+  ): GPUBuffer;
+  releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+}
+
+/** The parts of `WebGPUBackend` the runtime reads, calls and wraps (tfjs keeps them private). */
+export interface BackendInternals {
+  device: GPUDevice;
+  queue: GPUQueue;
+  adapterInfo?: GPUAdapterInfo;
+  tensorMap: { get(dataId: object): TensorData | undefined };
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  commandQueueOwnedIds: WeakSet<object>;
+  dispatchCountInPass: number;
+  activeTimers: unknown;
+  bufferManager: BufferManagerInternals;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  uploadToGPU(dataId: object): void;
+  getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer | null>;
+  runWebGPUProgram(
+    program: ProgramLike,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    uniforms?: UniformField[],
+    output?: tf.TensorInfo,
+  ): tf.TensorInfo;
+  recordAndSubmit(
+    program: ProgramLike,
+    output: tf.TensorInfo,
+    inputs: tf.TensorInfo[],
+    uniforms?: UniformField[],
+  ): void;
+}
+
+/** The backend members the runtime uses: fields (`value`) and methods (`function`). */
+export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | "function">> = {
+  device: "value",
+  queue: "value",
+  adapterInfo: "value",
+  tensorMap: "value",
+  commandEncoder: "value",
+  computePassEncoder: "value",
+  commandQueueOwnedIds: "value",
+  dispatchCountInPass: "value",
+  activeTimers: "value",
+  bufferManager: "value",
+  ensureCommandEncoderReady: "function",
+  endComputePassEncoder: "function",
+  submitQueue: "function",
+  uploadToGPU: "function",
+  getBufferData: "function",
+  runWebGPUProgram: "function",
+  recordAndSubmit: "function",
+};
+
+/** The buffer manager members the runtime uses. */
+export const BUFFER_MANAGER_MEMBERS: Readonly<
+  Record<keyof BufferManagerInternals, "value" | "function">
+> = {
+  freeBuffers: "value",
+  usedBuffers: "value",
+  numFreeBuffers: "value",
+  numUsedBuffers: "value",
+  numBytesUsed: "value",
+  acquireBuffer: "function",
+  releaseBuffer: "function",
+};
+
+/**
+ * Checks that the running tfjs is the version this file describes and that the backend has
+ * every member the runtime uses; throws one error naming what differs.
+ *
+ * @param backend the webgpu backend
+ * @throws Error naming the version found and the members missing
+ */
+export function assertTfjsInternals(backend: WebGPUBackend): void {
+  const problems: string[] = [];
+  const version = (tf.version as Record<string, string>)["tfjs-core"];
+  if (version !== TFJS_VERSION) problems.push(`tfjs-core ${version} (expected ${TFJS_VERSION})`);
+  const check = (obj: unknown, members: Record<string, string>, where: string) => {
+    for (const [name, kind] of Object.entries(members)) {
+      const v = (obj as Record<string, unknown> | null)?.[name];
+      // Fields that tfjs sets lazily (encoders, timers, adapter info) may be null or absent.
+      const lazy = kind === "value" &&
+        ["commandEncoder", "computePassEncoder", "activeTimers", "adapterInfo"].includes(name);
+      if (kind === "function" ? typeof v !== "function" : v === undefined && !lazy) {
+        problems.push(`${where}.${name}`);
+      }
+    }
+  };
+  check(backend, BACKEND_MEMBERS, "WebGPUBackend");
+  check(
+    (backend as unknown as { bufferManager?: unknown }).bufferManager,
+    BUFFER_MANAGER_MEMBERS,
+    "BufferManager",
+  );
+  if (problems.length > 0) {
+    throw new Error(
+      `webgpu/runtime/tfjs.ts describes tfjs ${TFJS_VERSION}'s webgpu internals; this tfjs ` +
+        `differs: ${problems.join(", ")}`,
+    );
+  }
+}
+
+/**
+ * The backend's private members, typed.
+ *
+ * @param backend the webgpu backend
+ * @returns the same object, seen through {@link BackendInternals}
+ */
+export function internals(backend: WebGPUBackend): BackendInternals {
+  return backend as unknown as BackendInternals;
+}
+
+/**
+ * The initialised `webgpu` backend, or `null` (the engine's registry, not `tf.findBackend`,
+ * which would start initialising one).
+ *
+ * @returns the backend instance
+ */
+export function registeredWebGpuBackend(): WebGPUBackend | null {
+  const registry = (tf.engine() as unknown as { registry?: Record<string, unknown> }).registry;
+  const b = registry?.["webgpu"] as WebGPUBackend | undefined;
+  if (!b || typeof (b as unknown as BackendInternals).recordAndSubmit !== "function") return null;
+  return b;
+}
+
+/**
+ * The adapter information the backend keeps, if any.
+ *
+ * @param backend the webgpu backend
+ * @returns tfjs's copy of the adapter info
+ */
+export function adapterInfoOf(
+  backend: WebGPUBackend,
+): (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined {
+  return (backend as unknown as { device?: { adapterInfo?: GPUAdapterInfo } }).device
+    ?.adapterInfo as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined;
+}
+
+/**
+ * The GPU buffer of a tensor, uploading it first when its values are still on the CPU.
+ *
+ * @param be the backend internals
+ * @param t the tensor
+ * @returns its buffer
+ */
+export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
+  be.uploadToGPU(t.dataId);
+  const resource = be.tensorMap.get(t.dataId)?.resource;
+  if (!(resource instanceof GPUBuffer)) {
+    throw new Error(`webgpu runtime: tensor of shape [${t.shape}] has no GPU buffer`);
+  }
+  return resource;
+}
+
+/**
+ * The buffer a tensor has now, without uploading (`undefined` when its data is not a buffer).
+ *
+ * @param be the backend internals
+ * @param t the tensor
+ * @returns its buffer
+ */
+export function currentBufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer | undefined {
+  const r = be.tensorMap.get(t.dataId)?.resource;
+  return r instanceof GPUBuffer ? r : undefined;
+}
+
+/**
+ * Drops the CPU copy of a tensor's values that tfjs keeps after a read back (stale once the GPU
+ * writes the buffer).
+ *
+ * @param be the backend internals
+ * @param t the tensor
+ */
+export function forgetValues(be: BackendInternals, t: tf.TensorInfo): void {
+  const data = be.tensorMap.get(t.dataId);
+  if (data && data.resource instanceof GPUBuffer) data.values = null;
+}
+
+/**
+ * How many tfjs tensors share a tensor's data (0 when tfjs has no record of it).
+ *
+ * @param be the backend internals
+ * @param t the tensor
+ * @returns the reference count
+ */
+export function refCountOf(be: BackendInternals, t: tf.TensorInfo): number {
+  return be.tensorMap.get(t.dataId)?.refCount ?? 0;
+}
+
+/**
+ * Keeps tensors' buffers alive until the next submit, as tfjs does for its own programs.
+ *
+ * @param be the backend internals
+ * @param tensors the tensors bound by a recorded command
+ */
+export function holdUntilSubmit(be: BackendInternals, tensors: readonly tf.TensorInfo[]): void {
+  for (const t of tensors) be.commandQueueOwnedIds.add(t.dataId);
+}
+
+/**
+ * Encodes one dispatch in the backend's current compute pass (opening one when needed).
+ *
+ * @param be the backend internals
+ * @param pipeline the pipeline
+ * @param bindGroup its bind group 0
+ * @param workgroups workgroups per dimension
+ */
+export function encodeDispatch(
+  be: BackendInternals,
+  pipeline: GPUComputePipeline,
+  bindGroup: GPUBindGroup,
+  workgroups: readonly number[],
+): void {
+  be.ensureCommandEncoderReady();
+  if (!be.computePassEncoder) be.computePassEncoder = be.commandEncoder!.beginComputePass({});
+  const pass = be.computePassEncoder;
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+}
+
+/**
+ * Counts a dispatch in the current pass as tfjs does, and submits when the pass holds
+ * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` of them.
+ *
+ * @param be the backend internals
+ */
+export function countInPass(be: BackendInternals): void {
+  be.dispatchCountInPass++;
+  if ((tf.env().get(SUBMIT_FLAG) as number) <= be.dispatchCountInPass) {
+    be.endComputePassEncoder();
+    be.submitQueue();
+  }
+}
+
+/**
+ * Encodes a buffer copy (outside any compute pass).
+ *
+ * @param be the backend internals
+ * @param src the buffer read
+ * @param dst the buffer written
+ * @param size bytes
+ */
+export function encodeCopy(be: BackendInternals, src: GPUBuffer, dst: GPUBuffer, size: number) {
+  be.ensureCommandEncoderReady();
+  be.endComputePassEncoder();
+  be.commandEncoder!.copyBufferToBuffer(src, 0, dst, 0, size);
+}
+
+/**
+ * Submits what is recorded, if anything.
+ *
+ * @param be the backend internals
+ */
+export function flushCommands(be: BackendInternals): void {
+  if (be.commandEncoder) {
+    be.endComputePassEncoder();
+    be.submitQueue();
+  }
+}
+
+/**
+ * Ends the pass and submits unconditionally (after a replay).
+ *
+ * @param be the backend internals
+ */
+export function submitNow(be: BackendInternals): void {
+  be.endComputePassEncoder();
+  be.submitQueue();
+}
+
+/**
+ * The bind group entries of a tfjs program, as tfjs binds them: the output at binding 0, the
+ * inputs after it in order, the uniform block last.
+ *
+ * @param output the output's buffer
+ * @param inputs the inputs' buffers
+ * @param uniform the uniform buffer
+ * @returns the entries
+ */
+export function programBindings(
+  output: GPUBuffer,
+  inputs: readonly GPUBuffer[],
+  uniform: GPUBuffer,
+): GPUBindGroupEntry[] {
+  const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: output } }];
+  for (let i = 0; i < inputs.length; i++) {
+    entries.push({ binding: i + 1, resource: { buffer: inputs[i] } });
+  }
+  entries.push({ binding: inputs.length + 1, resource: { buffer: uniform } });
+  return entries;
+}
+
+/**
+ * Hands out one particular free buffer of tfjs's pool, with the bookkeeping of tfjs's
+ * `acquireBuffer` (free list, used list, counts, bytes in use).
+ *
+ * @param bm the buffer manager
+ * @param size the size asked for
+ * @param usage the usage asked for
+ * @param buffer the buffer wanted
+ * @returns true when `buffer` was free for that size and usage (it is now in use)
+ */
+export function takeFreeBuffer(
+  bm: BufferManagerInternals,
+  size: number,
+  usage: number,
+  buffer: GPUBuffer,
+): boolean {
+  const key = `${size}_${usage}`;
+  const free = bm.freeBuffers.get(key);
+  const at = free === undefined ? -1 : free.lastIndexOf(buffer);
+  if (at < 0) return false;
+  free!.splice(at, 1);
+  bm.numFreeBuffers--;
+  let used = bm.usedBuffers.get(key);
+  if (used === undefined) bm.usedBuffers.set(key, used = []);
+  used.push(buffer);
+  bm.numUsedBuffers++;
+  bm.numBytesUsed += size;
+  return true;
+}
+
+/**
+ * Whether tfjs's pool has a free buffer of that size and usage.
+ *
+ * @param bm the buffer manager
+ * @param size the size
+ * @param usage the usage
+ * @returns true when one is free
+ */
+export function hasFreeBuffer(bm: BufferManagerInternals, size: number, usage: number): boolean {
+  return (bm.freeBuffers.get(`${size}_${usage}`)?.length ?? 0) > 0;
+}
+
+/** WGSL alignment of a uniform field of `n` 32-bit words, as tfjs's `makeUniforms` uses it. */
+function alignmentOf(n: number): number {
+  return n === 1 ? 4 : n === 2 ? 8 : 16;
+}
+
+/**
+ * The uniform fields tfjs's `runWebGPUProgram` prepends for a non-pixel program (NaN, Infinity,
+ * each input's shape and strides, the output's, the size when `program.size`), then the
+ * program's own.
+ *
+ * @param program the program
+ * @param output the output tensor
+ * @param inputs the input tensors
+ * @param programUniforms the program-defined uniforms
+ * @returns the fields in tfjs's order
+ */
+export function uniformFields(
+  program: ProgramLike,
+  output: tf.TensorInfo,
+  inputs: tf.TensorInfo[],
+  programUniforms: UniformField[] | undefined,
+): UniformField[] {
+  const fields: UniformField[] = [{ type: "float32", data: [NaN] }, {
+    type: "float32",
+    data: [Infinity],
+  }];
+  for (const t of inputs) {
+    fields.push({ type: "int32", data: t.shape }, {
+      type: "int32",
+      data: tf.util.computeStrides(t.shape),
+    });
+  }
+  fields.push({ type: "int32", data: output.shape }, {
+    type: "int32",
+    data: tf.util.computeStrides(output.shape),
+  });
+  if (program.size) {
+    const size = tf.util.sizeFromShape(program.outputShape);
+    fields.push({
+      type: "int32",
+      data: [program.outputComponent ? size / program.outputComponent : size],
+    });
+  }
+  return programUniforms ? fields.concat(programUniforms) : fields;
+}
+
+/**
+ * Writes a uniform block into `scratch.buffer` exactly as tfjs's `makeUniforms` lays it out
+ * (fields aligned to 4/8/16 bytes, the field after a 5- or 6-vector to 16, the block padded to
+ * its largest alignment, unused bytes zero), growing it when too small.
+ *
+ * @param scratch holder of the bytes (replaced by a larger buffer when needed)
+ * @param fields the uniform fields
+ * @returns the block's byte length, or -1 when a field is longer than 6 words (tfjs's stock
+ *   method rejects those)
+ */
+export function packUniforms(scratch: { buffer: ArrayBuffer }, fields: UniformField[]): number {
+  let offset = 0;
+  let pre = 0;
+  let maxAlign = 1;
+  const offsets: number[] = new Array(fields.length);
+  for (let i = 0; i < fields.length; i++) {
+    const n = fields[i].data.length === 0 ? 1 : fields[i].data.length;
+    if (n > 6) return -1;
+    let align = alignmentOf(n);
+    if (pre === 5 || pre === 6) align = 16;
+    if (align > maxAlign) maxAlign = align;
+    offset = Math.ceil(offset / align) * align;
+    offsets[i] = offset;
+    pre = n;
+    offset += n * 4;
+  }
+  const size = Math.ceil(offset / maxAlign) * maxAlign;
+  if (scratch.buffer.byteLength < size) scratch.buffer = new ArrayBuffer(2 * size);
+  const i32 = new Int32Array(scratch.buffer, 0, size / 4);
+  const u32 = new Uint32Array(scratch.buffer, 0, size / 4);
+  const f32 = new Float32Array(scratch.buffer, 0, size / 4);
+  i32.fill(0);
+  for (let i = 0; i < fields.length; i++) {
+    const { type, data } = fields[i];
+    const at = offsets[i] / 4;
+    const view = type === "int32" ? i32 : type === "uint32" ? u32 : f32;
+    if (data.length === 0) view[at] = 1; // makeUniforms turns an empty field into [1]
+    else for (let k = 0; k < data.length; k++) view[at + k] = data[k];
+  }
+  return size;
+}

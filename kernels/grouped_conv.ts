@@ -757,9 +757,23 @@ function checkedInfo(
   return c;
 }
 
+/** The shape facts, once `dy` is checked to be shaped as the output; throws otherwise. */
+function checkedDy(c: GroupedConvInfo, dy: Info): GroupedConvInfo {
+  const out = [c.batch, c.outH, c.outW, c.outC];
+  if (!tf.util.arraysEqual(dy.shape, out)) {
+    throw new Error(`grouped conv: dy [${dy.shape}] is not the output shape [${out}]`);
+  }
+  return c;
+}
+
 /**
  * Registers the forward, input-gradient and filter-gradient kernels for the webgpu backend.
- * Idempotent. (`registerFastKernels` in `register.ts` calls it.)
+ * Idempotent. (`registerFastKernels` in `register.ts` calls it.) They take float32 NHWC
+ * tensors of the shapes {@link groupedConvInfo} accepts, within {@link groupedConvSupported}'s
+ * limits, and a `dy` shaped as the output (the output size rounds down, as PyTorch's does:
+ * there is no rounding-mode attribute); anything else throws (there is no stock kernel to hand
+ * it to; `models/ops.ts` checks {@link groupedConvAvailable} and uses the depthwise formulation
+ * where it is false).
  *
  * @param policy split knobs of the filter gradient
  * @example
@@ -781,13 +795,13 @@ export function registerGroupedConvKernels(
   const inputGrad: tf.KernelFunc = (args) => {
     const { dy, filter } = args.inputs as { dy: Info; filter: Info };
     const a = args.attrs as unknown as GroupedConvAttrs & { inputShape: number[] };
-    const c = checkedInfo(a.inputShape, filter.shape, a, [dy, filter]);
+    const c = checkedDy(checkedInfo(a.inputShape, filter.shape, a, [dy, filter]), dy);
     return runGroupedConvInputGrad(args.backend as WebGPUBackend, c, dy, filter);
   };
   const filterGrad: tf.KernelFunc = (args) => {
     const { x, dy } = args.inputs as { x: Info; dy: Info };
     const a = args.attrs as unknown as GroupedConvAttrs & { filterShape: number[] };
-    const c = checkedInfo(x.shape, a.filterShape, a, [x, dy]);
+    const c = checkedDy(checkedInfo(x.shape, a.filterShape, a, [x, dy]), dy);
     return runGroupedConvFilterGrad(args.backend as WebGPUBackend, c, x, dy, policy);
   };
   // Re-registered when ours are there: the split policy may have changed.

@@ -60,6 +60,23 @@ export function unregisterOwnKernels(names: readonly string[]): void {
 }
 
 /**
+ * The webgpu kernels this toolkit registered through {@link registerOwnKernels} (whichever copy
+ * of this module did), in the registry's order.
+ *
+ * @returns their names
+ * @example
+ * ```ts
+ * import { ownKernelNames, registerOwnKernels, unregisterOwnKernels } from "./own_kernels.ts";
+ * registerOwnKernels([["ExampleNoop", () => []]]);
+ * console.log(ownKernelNames().includes("ExampleNoop")); // true
+ * unregisterOwnKernels(["ExampleNoop"]);
+ * ```
+ */
+export function ownKernelNames(): string[] {
+  return tf.getKernelsForBackend("webgpu").filter(isOurs).map((k) => k.kernelName);
+}
+
+/**
  * Whether an op has a kernel on the current backend.
  *
  * @param name kernel name

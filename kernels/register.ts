@@ -4,8 +4,9 @@
  * `DepthwiseConv2dNativeBackpropFilter` (split reduction) with the kernels of this folder, and
  * back. Model code does not change: every `tf.conv2d` (and its gradients)
  * and every depthwise filter gradient on the webgpu backend goes through the registered kernels.
- * Configurations the fast kernels do not cover (NCHW, dilation > 1, non-float32) are handed to
- * the stock kernel.
+ * Configurations the fast kernels do not cover (NCHW, dilation > 1, non-float32, a `dy` whose
+ * shape is not the output shape the attributes give) are handed to the stock kernel, which
+ * computes them as tfjs does; see {@link registerFastKernels} for the shapes each one takes.
  *
  * @module
  */
@@ -26,6 +27,7 @@ import { registerBatchNormKernels, unregisterBatchNormKernels } from "./batchnor
 import { registerSqueezeExciteKernels, unregisterSqueezeExciteKernels } from "./squeeze_excite.ts";
 import { installDispatchCache, uninstallDispatchCache } from "./dispatch.ts";
 import { registerGroupedConvKernels, unregisterGroupedConvKernels } from "./grouped_conv.ts";
+import { ownKernelNames } from "./own_kernels.ts";
 
 /** The kernels {@link registerFastKernels} replaces. */
 export const FAST_KERNEL_NAMES = [
@@ -88,6 +90,8 @@ const stock: Registry = globalStore[STOCK_KEY] ??= new Map();
 let policy: SplitPolicy = { ...DEFAULT_SPLIT_POLICY };
 /** The depthwise filter gradient's split knobs (its own kernel; the profile does not apply). */
 let depthwisePolicy: SplitPolicy = { ...DEFAULT_SPLIT_POLICY };
+/** The options of the registration in force (profile resolved), or `null` when none is. */
+let applied: FastKernelOptions | null = null;
 
 type Attrs = {
   strides: [number, number] | number;
@@ -122,12 +126,27 @@ function convInfoOf(
   return info;
 }
 
+/**
+ * Whether `dy` has the shape of the convolution's output, `[batch, outH, outW, outC]` as the
+ * attributes give it. tfjs does not check this: `tf.conv2d`'s gradient drops
+ * `dimRoundingMode`, so after a forward with `"round"` or `"ceil"` that added an output row or
+ * column, the gradient kernels get a `dy` one row or column larger than their attributes say
+ * (tfjs's kernels then ignore the extra row); `tf.conv2dTranspose` takes any `dy` size. The
+ * GEMMs index `dy` by the attributes' shape, so they take only a `dy` that matches.
+ */
+function dyMatches(dy: tf.TensorInfo, info: ConvInfo): boolean {
+  return tf.util.arraysEqual(dy.shape, info.outShape);
+}
+
 /** The depthwise filter gradient, or the stock kernel where it is not covered. */
 function makeDepthwiseFilterGrad(fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const a = args.attrs as unknown as Attrs;
-    if (x.dtype !== "float32" || dy.dtype !== "float32" || !a.filterShape || x.shape.length !== 4) {
+    if (
+      x.dtype !== "float32" || dy.dtype !== "float32" || !a.filterShape ||
+      x.shape.length !== 4 || dy.shape.length !== 4 || a.dataFormat === "NCHW"
+    ) {
       return fallback(args);
     }
     const info = tf.backend_util.computeConv2DInfo(
@@ -139,6 +158,7 @@ function makeDepthwiseFilterGrad(fallback: tf.KernelFunc): tf.KernelFunc {
       a.dimRoundingMode,
       true,
     );
+    if (!dyMatches(dy, info)) return fallback(args);
     return runDepthwiseFilterGrad(args.backend as WebGPUBackend, info, x, dy, depthwisePolicy);
   };
 }
@@ -186,10 +206,12 @@ function makeKernel(name: FastKernelName, fallback: tf.KernelFunc): tf.KernelFun
       info = a.inputShape
         ? convInfoOf(a.inputShape, filter.shape, a, [dy.dtype, filter.dtype])
         : null;
+      if (info !== null && !dyMatches(dy, info)) info = null;
       ins = [dy, filter];
     } else {
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       info = a.filterShape ? convInfoOf(x.shape, a.filterShape, a, [x.dtype, dy.dtype]) : null;
+      if (info !== null && !dyMatches(dy, info)) info = null;
       ins = [x, dy];
     }
     if (info === null || !convGemmFits(op, info, policy)) return fallback(args);
@@ -205,9 +227,21 @@ function isFast(config: tf.KernelConfig | undefined): boolean {
 }
 
 /**
- * Replaces tfjs's webgpu kernels for `Conv2D`, `Conv2DBackpropInput` and `Conv2DBackpropFilter`
- * with the fast ones. Idempotent; a second call only updates the profile and split policy. The
- * stock kernels are kept and used for configurations the fast ones do not cover.
+ * Replaces tfjs's webgpu kernels of {@link FAST_KERNEL_NAMES} with the fast ones, and registers
+ * the toolkit's new ops (batch norm, squeeze-excite, running statistics, grouped convolution;
+ * see {@link registeredKernelNames}). Idempotent; a second call only updates the profile and
+ * split policy. The stock kernels are kept, and every call a fast kernel does not take goes to
+ * them, so results are tfjs's for every input tfjs accepts. The fast kernels take:
+ *
+ * - `Conv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter`: rank-4 NHWC float32 tensors,
+ *   dilation 1, any stride and padding (`"same"`, `"valid"`, a number, explicit pairs) with any
+ *   `dimRoundingMode`, and, for the gradients, a `dy` shaped `[batch, outH, outW, outC]` as the
+ *   attributes give (not so after a `"round"`/`"ceil"` forward, whose gradient tfjs computes
+ *   without the rounding mode, nor for a `tf.conv2dTranspose` with a mismatched output shape);
+ *   within WebGPU's workgroup-count limits ({@link convGemmFits}).
+ * - `FusedConv2D`: as `Conv2D`, without bias and with no (or a linear) activation.
+ * - `DepthwiseConv2dNativeBackpropFilter`: rank-4 NHWC float32 `x` and a `dy` shaped as the
+ *   attributes' output; any stride, padding, rounding mode and dilation.
  *
  * @param options which kernels, the adapter profile and the split-K knobs
  * @example
@@ -224,6 +258,7 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
   const base = profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY;
   policy = { ...base, ...options.split };
   depthwisePolicy = { ...DEFAULT_SPLIT_POLICY, ...options.split };
+  applied = { ...options, profile, split: { ...options.split } };
   registerSgdKernel(); // a new kernel (no stock one): the fused SGD update, `kernels/sgd.ts`
   // New kernels (no stock ones): fused training-mode batch norm and its gradient.
   // The same chunking on every adapter: the chunks fix the order of the statistics' sums, and
@@ -260,6 +295,7 @@ export function registerFastKernels(options: FastKernelOptions = {}): void {
  * ```
  */
 export function unregisterFastKernels(): void {
+  applied = null;
   unregisterSgdKernel();
   unregisterBatchNormKernels();
   unregisterSqueezeExciteKernels();
@@ -274,6 +310,41 @@ export function unregisterFastKernels(): void {
     tf.registerKernel(original);
     stock.delete(name);
   }
+}
+
+/**
+ * Every webgpu kernel of this toolkit registered now: the replacements of tfjs's own
+ * ({@link FAST_KERNEL_NAMES}) and the toolkit's new ops (`own_kernels.ts`). Read from the
+ * registry, so a kernel added to {@link registerFastKernels} is listed without further code
+ * (the differential test, `tests/kernels_differential_test.ts`, enumerates them with this).
+ *
+ * @returns kernel names, the replacements first
+ * @example
+ * ```ts
+ * import { registeredKernelNames } from "./register.ts";
+ * console.log(Array.isArray(registeredKernelNames())); // true
+ * ```
+ */
+export function registeredKernelNames(): string[] {
+  return [...FAST_KERNEL_NAMES.filter(fastKernelRegistered), ...ownKernelNames()];
+}
+
+/**
+ * The options of the {@link registerFastKernels} call in force (its profile resolved), so that
+ * a caller that changes the registration (a test) can put it back; `null` after
+ * {@link unregisterFastKernels} or before any registration.
+ *
+ * @returns a copy of the options, or `null`
+ * @example
+ * ```ts
+ * import { fastKernelOptions, registerFastKernels, unregisterFastKernels } from "./register.ts";
+ * registerFastKernels({ profile: "cpu" });
+ * console.log(fastKernelOptions()?.profile); // "cpu"
+ * unregisterFastKernels();
+ * ```
+ */
+export function fastKernelOptions(): FastKernelOptions | null {
+  return applied && { ...applied, split: { ...applied.split } };
 }
 
 /**

@@ -287,6 +287,47 @@ Deno.test({
   },
 });
 
+/** Forward and gradients of `sum(conv2d(x, w, 3, 0, "round") * g)`: `dy` outgrows the attrs. */
+function roundedConv(): Promise<Float32Array[]> {
+  const c = { batch: 2, h: 8, w: 6, cin: 3, cout: 4, k: 3 };
+  return convAndGrads(c, 5, c.cin, (x, w) => tf.conv2d(x, w, 3, 0, "NHWC", 1, "round"));
+}
+
+Deno.test({
+  name: "fast conv kernels: a dy not shaped as the attributes' output goes to the stock kernel",
+  ignore: !hasAdapter,
+  async fn() {
+    try {
+      // "round" gives 3 output rows of 8 at stride 3; tfjs's gradient drops the rounding mode,
+      // so its kernels' attributes say 2 rows while dy has 3.
+      await initBackend({ log: null, fastKernels: false });
+      const stock = await roundedConv();
+      registerFastKernels();
+      resetFastConvStats();
+      const fast = await roundedConv();
+      assert.equal(fastConvStats.forward, 2, "the forward is the GEMM's");
+      assert.equal(fastConvStats.inputGrad + fastConvStats.filterGrad, 0, "gradients are stock");
+      for (const j of [0, 1, 2]) assert.ok(relErr(fast[j], stock[j]) <= 1e-5, `result ${j}`);
+      // conv2dTranspose of a dy smaller than the output shape asks for (3 rows, not 4).
+      const rng = new Rng(3);
+      const fill = (n: number) => Float32Array.from({ length: n }, () => rng.next() - 0.5);
+      const dy = tf.tensor4d(fill(1 * 3 * 3 * 4), [1, 3, 3, 4]);
+      const w = tf.tensor4d(fill(3 * 3 * 2 * 4), [3, 3, 2, 4]);
+      resetFastConvStats();
+      const t = tf.conv2dTranspose(dy, w, [1, 7, 7, 2], 2, "same");
+      assert.equal(fastConvStats.inputGrad, 0);
+      const got = await t.data() as Float32Array;
+      unregisterFastKernels();
+      const u = tf.conv2dTranspose(dy, w, [1, 7, 7, 2], 2, "same");
+      assert.deepEqual(got, await u.data() as Float32Array);
+      tf.dispose([dy, w, t, u]);
+    } finally {
+      unregisterFastKernels();
+      await initBackend({ backend: "cpu", log: null });
+    }
+  },
+});
+
 Deno.test({
   name: "fast conv kernels: register and unregister are idempotent and restore stock",
   ignore: !hasAdapter,

@@ -118,6 +118,8 @@ export function defaultPolicies(profile: KernelProfile): TuningPolicies {
 
 class Install implements WebGpuHandle {
   profile: KernelProfile = "gpu";
+  /** The options of the install in force (profile resolved). */
+  options: WebGpuOptions = {};
   readonly policies: TuningPolicies = defaultPolicies("gpu");
   readonly counters: CounterRegistry = counters;
   installed = true;
@@ -165,6 +167,7 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
     ? adapterProfile()
     : options.profile;
   install.profile = profile;
+  install.options = { ...options, profile, split: { ...options.split } };
   const base = profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY;
   Object.assign(install.policies.conv, base, options.split);
   Object.assign(install.policies.depthwise, DEFAULT_SPLIT_POLICY, options.split);
@@ -200,6 +203,41 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
  */
 export function webGpuInstall(): WebGpuHandle | null {
   return store[CURRENT] ?? null;
+}
+
+/**
+ * Every webgpu kernel of this toolkit registered now, in the registration list's order (the
+ * replacements of tfjs's own kernels first, then the toolkit's own ops). Read from tfjs's
+ * registry, so a kernel added to `kernels/list.ts` is listed without further code (the
+ * differential test, `tests/kernels_differential_test.ts`, enumerates them with this).
+ *
+ * @returns kernel names
+ * @example
+ * ```ts
+ * import { registeredKernelNames } from "./install.ts";
+ * console.log(Array.isArray(registeredKernelNames())); // true
+ * ```
+ */
+export function registeredKernelNames(): string[] {
+  return KERNELS.map((k) => k.kernelName).filter(ownKernelRegistered);
+}
+
+/**
+ * The options of the install in force (its profile resolved), so that a caller that changes the
+ * registration (a test) can put it back; `null` when nothing is installed.
+ *
+ * @returns a copy of the options, or `null`
+ * @example
+ * ```ts
+ * import { fastKernelOptions, installWebGpu } from "./install.ts";
+ * const gpu = installWebGpu({ profile: "cpu" });
+ * console.log(fastKernelOptions()?.profile); // "cpu"
+ * gpu.uninstall();
+ * ```
+ */
+export function fastKernelOptions(): WebGpuOptions | null {
+  const install = store[CURRENT];
+  return install ? { ...install.options, split: { ...install.options.split } } : null;
 }
 
 /**

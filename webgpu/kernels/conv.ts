@@ -4,7 +4,19 @@
  * without bias/activation (the same GEMM) and `DepthwiseConv2dNativeBackpropFilter` (split
  * reduction, `depthwise_filter_grad.ts`). Model code does not change: every `tf.conv2d` (and its
  * gradients) and every depthwise filter gradient on the webgpu backend goes through them.
- * Configurations they do not cover (NCHW, dilation > 1, non-float32) go to tfjs's stock kernel.
+ * Configurations they do not cover (NCHW, dilation > 1, non-float32, a `dy` whose shape is not
+ * the output shape the attributes give) go to tfjs's stock kernel, which computes them as tfjs
+ * does. They take:
+ *
+ * - `Conv2D`, `Conv2DBackpropInput`, `Conv2DBackpropFilter`: rank-4 NHWC float32 tensors,
+ *   dilation 1, any stride and padding (`"same"`, `"valid"`, a number, explicit pairs) with any
+ *   `dimRoundingMode`, and, for the gradients, a `dy` shaped `[batch, outH, outW, outC]` as the
+ *   attributes give (not so after a `"round"`/`"ceil"` forward, whose gradient tfjs computes
+ *   without the rounding mode, nor for a `tf.conv2dTranspose` with a mismatched output shape);
+ *   within WebGPU's workgroup-count limits (`convGemmFits`).
+ * - `FusedConv2D`: as `Conv2D`, without bias and with no (or a linear) activation.
+ * - `DepthwiseConv2dNativeBackpropFilter`: rank-4 NHWC float32 `x` and a `dy` shaped as the
+ *   attributes' output; any stride, padding, rounding mode and dilation.
  *
  * @module
  */
@@ -57,12 +69,27 @@ function convInfoOf(
   return info;
 }
 
+/**
+ * Whether `dy` has the shape of the convolution's output, `[batch, outH, outW, outC]` as the
+ * attributes give it. tfjs does not check this: `tf.conv2d`'s gradient drops
+ * `dimRoundingMode`, so after a forward with `"round"` or `"ceil"` that added an output row or
+ * column, the gradient kernels get a `dy` one row or column larger than their attributes say
+ * (tfjs's kernels then ignore the extra row); `tf.conv2dTranspose` takes any `dy` size. The
+ * GEMMs index `dy` by the attributes' shape, so they take only a `dy` that matches.
+ */
+function dyMatches(dy: tf.TensorInfo, info: ConvInfo): boolean {
+  return tf.util.arraysEqual(dy.shape, info.outShape);
+}
+
 /** The depthwise filter gradient, or the stock kernel where it is not covered. */
 function depthwiseFilterGrad(policies: TuningPolicies, stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const a = args.attrs as unknown as Attrs;
-    if (x.dtype !== "float32" || dy.dtype !== "float32" || !a.filterShape || x.shape.length !== 4) {
+    if (
+      x.dtype !== "float32" || dy.dtype !== "float32" || !a.filterShape ||
+      x.shape.length !== 4 || dy.shape.length !== 4 || a.dataFormat === "NCHW"
+    ) {
       return stock(args);
     }
     const info = tf.backend_util.computeConv2DInfo(
@@ -74,6 +101,7 @@ function depthwiseFilterGrad(policies: TuningPolicies, stock: tf.KernelFunc): tf
       a.dimRoundingMode,
       true,
     );
+    if (!dyMatches(dy, info)) return stock(args);
     return runDepthwiseFilterGrad(args.backend as WebGPUBackend, info, x, dy, policies.depthwise);
   };
 }
@@ -95,10 +123,12 @@ function convGemm(op: ConvOp, policies: TuningPolicies, stock: tf.KernelFunc): t
       info = a.inputShape
         ? convInfoOf(a.inputShape, filter.shape, a, [dy.dtype, filter.dtype])
         : null;
+      if (info !== null && !dyMatches(dy, info)) info = null;
       ins = [dy, filter];
     } else {
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       info = a.filterShape ? convInfoOf(x.shape, a.filterShape, a, [x.dtype, dy.dtype]) : null;
+      if (info !== null && !dyMatches(dy, info)) info = null;
       ins = [x, dy];
     }
     if (info === null || !convGemmFits(op, info, policies.conv)) return stock(args);

@@ -9,7 +9,9 @@
  * | Conv2DBackpropFilter | kH·kW·inC | outC | batch·outH·outW (split across workgroups) |
  *
  * All three write `C[M, N]` row-major, which is exactly the NHWC output, the NHWC input
- * gradient, or the HWIO filter gradient.
+ * gradient, or the HWIO filter gradient. The shapes all come from the {@link ConvInfo}: the
+ * gradients read `dy` as `[batch, outH, outW, outC]`, so the caller (`conv.ts`) must hand
+ * a `dy` of another shape (tfjs allows some) to tfjs's kernel instead.
  *
  * @module
  */

@@ -29,7 +29,7 @@
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../../deps.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
 import {
   GROUPED_CONV2D,
   GROUPED_CONV2D_FILTER_GRAD,
@@ -597,6 +597,15 @@ function checkedInfo(
   return c;
 }
 
+/** The shape facts, once `dy` is checked to be shaped as the output; throws otherwise. */
+function checkedDy(c: GroupedConvInfo, dy: Info): GroupedConvInfo {
+  const out = [c.batch, c.outH, c.outW, c.outC];
+  if (!tf.util.arraysEqual(dy.shape, out)) {
+    throw new Error(`grouped conv: dy [${dy.shape}] is not the output shape [${out}]`);
+  }
+  return c;
+}
+
 /** Whether the kernels take a call (`ops/support.ts`'s limits). */
 function takes(shapes: readonly (readonly number[])[], attrs: unknown): boolean {
   try {
@@ -606,7 +615,13 @@ function takes(shapes: readonly (readonly number[])[], attrs: unknown): boolean 
   }
 }
 
-/** The kernels of this file, for the registration list (`list.ts`). */
+/**
+ * The kernels of this file, for the registration list (`list.ts`). They take float32 NHWC
+ * tensors of the shapes `groupedConvInfo` accepts, within {@link groupedConvSupported}'s limits,
+ * and a `dy` shaped as the output (the output size rounds down, as PyTorch's does: there is no
+ * rounding-mode attribute); anything else throws (there is no stock kernel to hand it to;
+ * `ops/conv.ts` asks `kernelAccepts` and uses the depthwise formulation where it is false).
+ */
 export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
   {
     kernelName: GROUPED_CONV2D,
@@ -623,7 +638,7 @@ export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
     make: () => (args) => {
       const { dy, filter } = args.inputs as { dy: Info; filter: Info };
       const a = args.attrs as unknown as GroupedConvAttrs & { inputShape: number[] };
-      const c = checkedInfo(a.inputShape, filter.shape, a, [dy, filter]);
+      const c = checkedDy(checkedInfo(a.inputShape, filter.shape, a, [dy, filter]), dy);
       return runGroupedConvInputGrad(args.backend as WebGPUBackend, c, dy, filter);
     },
   },
@@ -632,7 +647,7 @@ export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
     make: (policies) => (args) => {
       const { x, dy } = args.inputs as { x: Info; dy: Info };
       const a = args.attrs as unknown as GroupedConvAttrs & { filterShape: number[] };
-      const c = checkedInfo(x.shape, a.filterShape, a, [x, dy]);
+      const c = checkedDy(checkedInfo(x.shape, a.filterShape, a, [x, dy]), dy);
       return runGroupedConvFilterGrad(args.backend as WebGPUBackend, c, x, dy, policies.grouped);
     },
   },

@@ -106,7 +106,7 @@ function filterGradTiling(c: GroupedConvInfo): FilterGradTiling {
 /**
  * Whether the kernels of this module cover a convolution: the staged filter slices fit in
  * workgroup memory (`KH·KW·gi <= 512`, `KH·KW·go <= 512`) and every dispatch is within WebGPU's
- * limits. `models/ops.ts` uses the depthwise formulation otherwise.
+ * limits. `ops/conv.ts` uses the depthwise formulation otherwise.
  *
  * @param c shape facts
  * @returns true when the fast kernels can run it

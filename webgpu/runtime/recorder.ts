@@ -1,6 +1,6 @@
 /**
  * The hook through which a capture (`capture.ts`) sees the commands the toolkit's dispatch
- * paths record: the patched tfjs dispatch (`dispatch.ts`) and direct dispatches (`direct.ts`)
+ * paths record: the patched tfjs dispatch (`dispatch_cache.ts`) and direct dispatches (`direct.ts`)
  * report each dispatch and buffer copy to {@link recorder}`.current` while a capture runs.
  *
  * @module

@@ -31,7 +31,7 @@ import { UserError } from "./util/errors.ts";
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
   "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
-  "weights": { kind: "string", help: "safetensors weights with PyTorch names" },
+  "weights": { kind: "string", help: "weights with PyTorch names: safetensors or a .pth" },
   "dataset": { kind: "choice", choices: DATASET_NAMES, help: "dataset (default cifar10)" },
   "data": { kind: "string", help: "data folder; without it CIFAR is downloaded into data/" },
   "input-size": { kind: "int", help: "image size fed to the model (default: the model's)" },
@@ -94,7 +94,8 @@ runCli(async () => {
   await initBackend({ backend: v["backend"] as "webgpu" | "cpu" | undefined });
   const classes = [...test.classNames];
   const model = createModel(modelName, { numClasses: classes.length, inputSize });
-  await loadWeights(model, weights);
+  const loaded = await loadWeights(model, weights);
+  for (const note of loaded.notes) console.log(`${weights}: ${note}`);
 
   const result = await evaluate(model, test, { batchSize, inputSize, eager: v["eager"] === true });
   const matrix = confusionMatrix(result.predictions, test.labels, classes.length);

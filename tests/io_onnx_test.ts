@@ -13,7 +13,9 @@ import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "../io/onnx.ts";
 import type { SafeTensor } from "../io/safetensors.ts";
 import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
 
-await initBackend({ log: null });
+// Our logits on tfjs's cpu backend (the WebGPU kernels' parity with PyTorch is
+// models_parity_test.ts's); fastest on a machine without a GPU.
+await initBackend({ backend: "cpu", log: null });
 ort.env.wasm.numThreads = 1;
 
 /** Standard ONNX operators (default domain) the export may use. */

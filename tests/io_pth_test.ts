@@ -14,7 +14,8 @@ import { UserError } from "../util/errors.ts";
 import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
 import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
 
-await initBackend({ log: null });
+// Loading does not depend on the backend; tfjs's cpu backend runs these models fastest here.
+await initBackend({ backend: "cpu", log: null });
 
 const INPUT_SIZE: Record<string, number> = { regnet400mf: 64 };
 

@@ -30,9 +30,14 @@ const STORAGE_DTYPES: Readonly<Record<string, SafeDtype>> = {
   ByteStorage: "U8",
 };
 
+// The parser's own values are frozen: a pickle's BUILD opcode (which sets attributes) cannot
+// change what was checked when they were made.
+
 /** A storage type named by the pickle (`torch.FloatStorage`). */
 class StorageType {
-  constructor(readonly name: string) {}
+  constructor(readonly name: string) {
+    Object.freeze(this);
+  }
 }
 
 /** A storage record referenced by the pickle's persistent ids. */
@@ -41,17 +46,25 @@ class StorageRef {
     readonly key: string,
     readonly type: StorageType,
     readonly numel: number,
-  ) {}
+  ) {
+    Object.freeze(this);
+  }
 }
 
 /** What `torch._utils._rebuild_tensor_v2` was called with. */
 class TensorRef {
+  readonly size: readonly number[];
+  readonly stride: readonly number[];
   constructor(
     readonly storage: StorageRef,
     readonly offset: number,
-    readonly size: number[],
-    readonly stride: number[],
-  ) {}
+    size: number[],
+    stride: number[],
+  ) {
+    this.size = Object.freeze([...size]);
+    this.stride = Object.freeze([...stride]);
+    Object.freeze(this);
+  }
 }
 
 /** Thrown inside the parser; its message is the whole reason. */

@@ -161,6 +161,24 @@ Deno.test(".pth files that are not plain tensor dicts are one-line errors", asyn
       async () => loadWeights(model, await write("short.pth", zipSync(short))),
       /short\.pth: tensor "offset" \[2,3\] with strides \[3,1\] at offset 5 reaches past its storage of 10 elements/,
     );
+    // A crafted pickle whose BUILD opcode tries to change a checked tensor's size afterwards.
+    const ascii = (t: string) => [...t].map((c) => c.charCodeAt(0));
+    const str = (t: string) => [0x58, t.length, 0, 0, 0, ...ascii(t)]; // BINUNICODE
+    const pickle = new Uint8Array([
+      ...[0x80, 2, 0x7d], // PROTO 2, EMPTY_DICT
+      ...str("w"),
+      ...ascii("ctorch._utils\n_rebuild_tensor_v2\n"),
+      ...[0x28, 0x28, ...str("storage"), ...ascii("ctorch\nFloatStorage\n")],
+      ...[...str("0"), ...str("cpu"), 0x4b, 2, 0x74, 0x51], // 2 elements, TUPLE, BINPERSID
+      ...[0x4b, 0, 0x4b, 2, 0x85, 0x4b, 1, 0x85, 0x74, 0x52], // offset 0, (2,), (1,), REDUCE
+      ...[0x7d, ...str("size"), 0x5d, 0x4b, 255, 0x61, 0x73, 0x62], // {size: [255]}, BUILD
+      ...[0x73, 0x2e], // SETITEM, STOP
+    ]);
+    const crafted = zipSync({ "t/data.pkl": pickle, "t/data/0": new Uint8Array(8) });
+    await rejectsOneLine(
+      async () => loadWeights(model, await write("crafted.pth", crafted)),
+      /crafted\.pth: not a plain tensor dict \(its pickle does not read: /,
+    );
     // A real tensor dict that is not this model's: listed as for safetensors.
     await rejectsOneLine(
       async () => loadWeights(model, await write("views.pth", views)),

@@ -17,6 +17,12 @@ export {
 } from "npm:fast-png@8.0.0";
 // Archive reading (CIFAR download).
 export { default as tarStream } from "npm:tar-stream@3.2.2";
+// PyTorch checkpoints (.pth): the zip container and the pickle stream inside it.
+export { type Unzipped, unzipSync, zipSync } from "npm:fflate@0.8.3";
+export { Parser as PickleParser } from "npm:pickleparser@0.2.1";
+// ONNX export: the ONNX protobuf messages (onnx 1.10.2's onnx.proto compiled by protobufjs). The
+// package is CommonJS; its exports object `{ onnx }` is the default export.
+export { default as onnxProto } from "npm:onnx-proto@8.0.1";
 // Drawing (report pictures): Skia's CanvasKit in WebAssembly, and the DejaVu Sans font.
 export { default as canvaskit } from "npm:canvaskit-wasm@0.42.0";
 export type { Canvas, CanvasKit, Font, Paint, Typeface } from "npm:canvaskit-wasm@0.42.0";

@@ -11,7 +11,7 @@ import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
 import { DATASET_NAMES, type DatasetName, loadDataset } from "./data/load.ts";
 import { takeFirst } from "./data/dataset.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
-import { loadWeights } from "./models/weights.ts";
+import { assignStateDict, readStateDict } from "./models/weights.ts";
 import { compareRuns } from "./report/compare.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
 import { readRun, RUN_FILES, type SavedRun } from "./run/records.ts";
@@ -31,7 +31,7 @@ import { UserError } from "./util/errors.ts";
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
   "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
-  "weights": { kind: "string", help: "safetensors weights with PyTorch names" },
+  "weights": { kind: "string", help: "weights with PyTorch names: safetensors or a .pth" },
   "dataset": { kind: "choice", choices: DATASET_NAMES, help: "dataset (default cifar10)" },
   "data": { kind: "string", help: "data folder; without it CIFAR is downloaded into data/" },
   "input-size": { kind: "int", help: "image size fed to the model (default: the model's)" },
@@ -91,10 +91,13 @@ runCli(async () => {
     seed: saved?.train.seed,
   });
   if (v["limit"]) test = takeFirst(test, Math.min(v["limit"] as number, test.size));
+  // The weights are read before the GPU starts: a bad file fails at once.
+  const { tensors, notes } = await readStateDict(weights);
   await initBackend({ backend: v["backend"] as "webgpu" | "cpu" | undefined });
   const classes = [...test.classNames];
   const model = createModel(modelName, { numClasses: classes.length, inputSize });
-  await loadWeights(model, weights);
+  assignStateDict(model, tensors, weights);
+  for (const note of notes) console.log(`${weights}: ${note}`);
 
   const result = await evaluate(model, test, { batchSize, inputSize, eager: v["eager"] === true });
   const matrix = confusionMatrix(result.predictions, test.labels, classes.length);

@@ -43,6 +43,10 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: "bool",
     help: "run every step through tfjs (no captured-step replay on webgpu; same results, slower)",
   },
+  "init-weights": {
+    kind: "string",
+    help: "start from these weights (safetensors or .pth); tensors that do not fit are listed",
+  },
   "out": { kind: "string", help: "run folder (default runs/<model>-<timestamp>)" },
   "resume": { kind: "string", help: "continue the run in this folder from its last epoch" },
   "help": { kind: "bool", help: "show this help" },

@@ -7,7 +7,7 @@
  */
 
 /** The dtypes read and written here. */
-export type SafeDtype = "F32" | "F64" | "F16" | "I64" | "I32" | "U8";
+export type SafeDtype = "F32" | "F64" | "F16" | "BF16" | "I64" | "I32" | "U8";
 
 /** One tensor of a safetensors file. */
 export interface SafeTensor {
@@ -15,11 +15,21 @@ export interface SafeTensor {
   dtype: SafeDtype;
   /** The shape (`[]` for a scalar). */
   shape: number[];
-  /** The values: `Float32Array` for F32/F16/F64 (converted), `BigInt64Array` for I64, ... */
+  /** The values: `Float32Array` for F32/F16/BF16/F64 (converted), `BigInt64Array` for I64, ... */
   data: Float32Array | BigInt64Array | Int32Array | Uint8Array;
 }
 
-const BYTES: Record<SafeDtype, number> = { F32: 4, F64: 8, F16: 2, I64: 8, I32: 4, U8: 1 };
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<SafeDtype, number>> = {
+  F32: 4,
+  F64: 8,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  U8: 1,
+};
+const BYTES = DTYPE_BYTES;
 
 /**
  * Reads a safetensors buffer.
@@ -65,13 +75,26 @@ export function parseSafetensors(
       fail(`tensor "${name}" byte range [${begin}, ${end}) does not fit shape [${shape}]`);
     }
     const raw = bytes.slice(dataStart + begin, dataStart + end); // a copy, aligned
-    tensors.set(name, { dtype, shape, data: decode(raw, dtype, count) });
+    tensors.set(name, { dtype, shape, data: decodeTensorData(raw, dtype, count) });
   }
   return { tensors, metadata };
 }
 
-function decode(raw: Uint8Array, dtype: SafeDtype, count: number): SafeTensor["data"] {
+/**
+ * Decodes `count` little-endian elements of `dtype` (floats other than F32 converted to float32).
+ *
+ * @param raw the bytes, starting at offset 0 of their own buffer (so aligned)
+ * @param dtype the stored dtype
+ * @param count the number of elements
+ * @returns the values as {@link SafeTensor} holds them
+ */
+export function decodeTensorData(
+  raw: Uint8Array,
+  dtype: SafeDtype,
+  count: number,
+): SafeTensor["data"] {
   const buffer = raw.buffer;
+  if (raw.byteOffset !== 0) throw new Error("decodeTensorData: raw must start its buffer");
   switch (dtype) {
     case "F32":
       return new Float32Array(buffer, 0, count);
@@ -83,6 +106,13 @@ function decode(raw: Uint8Array, dtype: SafeDtype, count: number): SafeTensor["d
         { length: count },
         (_, i) => halfToFloat(view.getUint16(2 * i, true)),
       );
+    }
+    case "BF16": {
+      const view = new DataView(buffer);
+      const out = new Float32Array(count);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true) << 16;
+      return out;
     }
     case "I64":
       return new BigInt64Array(buffer, 0, count);

@@ -1,12 +1,13 @@
 /**
  * Model weights as PyTorch state dicts: names and layouts of the reference code's modules and of
- * torchvision, stored in safetensors. A state dict saved from PyTorch loads as is; ours load back
- * into PyTorch.
+ * torchvision, stored in safetensors, or read from PyTorch's own checkpoints (`.pth`). A state
+ * dict saved from PyTorch loads as is; ours load back into PyTorch.
  *
  * @module
  */
 import { tf } from "../deps.ts";
 import { parseSafetensors, type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
+import { isZipArchive, parsePth } from "../io/pth.ts";
 import { isTorchModule, type TorchParam } from "./layers.ts";
 import { UserError } from "../util/errors.ts";
 
@@ -92,19 +93,44 @@ export async function stateDict(model: tf.LayersModel): Promise<Map<string, Safe
   return out;
 }
 
+/** What {@link assignStateDict} and {@link loadWeights} did. */
+export interface LoadReport {
+  /** The model's tensors that were set. */
+  loaded: string[];
+  /** The model's tensors that were left as they were, each with the reason. */
+  notLoaded: string[];
+  /** Tensors of the source that the model has no place for. */
+  unused: string[];
+  /** Lines worth telling about the source (a state dict found under a key, a prefix removed). */
+  notes: string[];
+}
+
+/** Options of {@link assignStateDict} and {@link loadWeights}. */
+export interface LoadOptions {
+  /**
+   * `true` (the default): every tensor of the model must be in the source with PyTorch's shape,
+   * and nothing else; anything else is one error listing all the problems. `false` (fine-tuning
+   * from weights whose head differs): the tensors that fit are loaded, the others are reported.
+   */
+  strict?: boolean;
+}
+
 /**
- * Assigns a state dict to the model. Every entry must be present with PyTorch's shape; missing,
- * unexpected or mis-shaped tensors are one error listing them all.
+ * Assigns a state dict to the model. Strict by default: every entry must be present with
+ * PyTorch's shape; missing, unexpected or mis-shaped tensors are one error listing them all.
  *
  * @param model a model of the zoo
- * @param tensors tensors by PyTorch name (extra keys named in `ignore` are skipped)
+ * @param tensors tensors by PyTorch name
  * @param source where they came from, for the error message
+ * @param options `strict: false` loads what fits and reports the rest
+ * @returns what was loaded and what was not
  */
 export function assignStateDict(
   model: tf.LayersModel,
   tensors: Map<string, SafeTensor>,
   source = "state dict",
-): void {
+  options: LoadOptions = {},
+): LoadReport {
   const entries = stateEntries(model);
   const known = new Set(entries.map((e) => e.name));
   const missing = entries.filter((e) => !tensors.has(e.name)).map((e) => e.name);
@@ -118,10 +144,18 @@ export function assignStateDict(
     unexpected.length ? `unexpected ${list(unexpected)}` : "",
     misshaped.length ? `mis-shaped ${list(misshaped)}` : "",
   ].filter((p) => p);
-  if (problems.length) {
+  if (problems.length && options.strict !== false) {
     throw new UserError(`${source}: does not fit model "${model.name}": ${problems.join("; ")}`);
   }
-  for (const entry of entries) {
+  const fits = entries.filter((e) =>
+    tensors.has(e.name) && tensors.get(e.name)!.shape.join(",") === torchShape(e).join(",")
+  );
+  if (fits.length === 0) {
+    throw new UserError(
+      `${source}: no tensor fits model "${model.name}": ${problems.join("; ")}`,
+    );
+  }
+  for (const entry of fits) {
     const t = tensors.get(entry.name)!;
     const values = t.data instanceof BigInt64Array
       ? Float32Array.from(t.data, (v) => Number(v))
@@ -131,6 +165,12 @@ export function assignStateDict(
       entry.variable.write(value);
     });
   }
+  return {
+    loaded: fits.map((e) => e.name),
+    notLoaded: [...missing.map((m) => `${m} (not in the source)`), ...misshaped],
+    unused: unexpected,
+    notes: [],
+  };
 }
 
 function list(names: string[]): string {
@@ -138,21 +178,22 @@ function list(names: string[]): string {
   return names.length > 12 ? `${names.length} tensors: ${shown}, ...` : shown;
 }
 
+/** The weight file formats that {@link readStateDict} reads. */
+export type WeightFormat = "safetensors" | "pth";
+
 /**
- * Loads PyTorch-named weights from a safetensors file or buffer into the model.
+ * Reads a state dict from a weights file: safetensors, or a PyTorch checkpoint (`.pth`/`.pt`,
+ * the zip format of `torch.save`, told apart by its first bytes). Names saved from a model
+ * wrapped in `nn.DataParallel` (every one starting with `module.`) lose that prefix, with a note.
  *
- * @param model a model of the zoo
  * @param source a path or the file's bytes
- * @example
- * ```ts ignore
- * await loadWeights(model, "runs/resnet20/best.safetensors");
- * ```
+ * @param name the file's name for messages (the path when `source` is one)
+ * @returns the tensors by PyTorch name, the format, and notes on what was done
  */
-export async function loadWeights(
-  model: tf.LayersModel,
+export async function readStateDict(
   source: string | Uint8Array,
-): Promise<void> {
-  const name = typeof source === "string" ? source : "weights";
+  name = typeof source === "string" ? source : "weights",
+): Promise<{ tensors: Map<string, SafeTensor>; format: WeightFormat; notes: string[] }> {
   let bytes: Uint8Array;
   if (typeof source === "string") {
     try {
@@ -161,13 +202,62 @@ export async function loadWeights(
       throw new UserError(`${source}: cannot read weights (${(e as Error).message})`);
     }
   } else bytes = source;
+  // By content; a file named like a checkpoint that is neither gets the checkpoint's message.
+  const pthByName = /\.(pth|pt|bin|ckpt)$/i.test(name);
+  const format: WeightFormat = isZipArchive(bytes) || (pthByName && !looksLikeSafetensors(bytes))
+    ? "pth"
+    : "safetensors";
   let tensors: Map<string, SafeTensor>;
+  const notes: string[] = [];
   try {
-    tensors = parseSafetensors(bytes, name).tensors;
+    if (format === "pth") {
+      const read = parsePth(bytes, name);
+      tensors = read.tensors;
+      notes.push(...read.notes);
+    } else tensors = parseSafetensors(bytes, name).tensors;
   } catch (e) {
     throw new UserError((e as Error).message);
   }
-  assignStateDict(model, tensors, name);
+  const names = [...tensors.keys()];
+  if (names.length > 0 && names.every((n) => n.startsWith("module."))) {
+    tensors = new Map([...tensors].map(([k, v]) => [k.slice("module.".length), v]));
+    notes.push(
+      `removed the prefix "module." from every tensor name (a model saved from nn.DataParallel)`,
+    );
+  }
+  return { tensors, format, notes };
+}
+
+/** A safetensors file starts with a little-endian header length followed by `{`. */
+function looksLikeSafetensors(bytes: Uint8Array): boolean {
+  return bytes.length > 9 && bytes[8] === 0x7b && bytes[5] === 0 && bytes[6] === 0 &&
+    bytes[7] === 0;
+}
+
+/**
+ * Loads PyTorch-named weights into the model from a safetensors file or a PyTorch checkpoint
+ * (`torch.save(model.state_dict(), "x.pth")`, torch >= 1.6), a path or the file's bytes.
+ *
+ * @param model a model of the zoo
+ * @param source a path or the file's bytes
+ * @param options `strict: false` loads the tensors that fit and reports the others
+ * @returns what was loaded, what was not, and notes (a prefix removed, a nested state dict)
+ * @example
+ * ```ts ignore
+ * await loadWeights(model, "runs/resnet20/best.safetensors");
+ * const report = await loadWeights(model, "resnet20.pth", { strict: false });
+ * console.log(report.notLoaded); // e.g. ["linear.weight [100,64] (expected [10,64])", ...]
+ * ```
+ */
+export async function loadWeights(
+  model: tf.LayersModel,
+  source: string | Uint8Array,
+  options: LoadOptions = {},
+): Promise<LoadReport> {
+  const name = typeof source === "string" ? source : "weights";
+  const { tensors, notes } = await readStateDict(source, name);
+  const report = assignStateDict(model, tensors, name, options);
+  return { ...report, notes };
 }
 
 /**

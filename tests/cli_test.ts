@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { decodePng } from "../deps.ts";
+import { decodePng, tf } from "../deps.ts";
+import { ort } from "../dev_deps.ts";
+import { initBackend } from "../backend/backend.ts";
+import { parseSafetensors } from "../io/safetensors.ts";
+import { createModel } from "../models/registry.ts";
+import { loadWeights, stateEntries, torchShape } from "../models/weights.ts";
+import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
+import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
 import { readRun } from "../run/records.ts";
 import { resolveConfig } from "../training/config.ts";
 import { RUN_FILES, train } from "../training/loop.ts";
@@ -16,13 +23,14 @@ import { cifarBytes, tempDir } from "./data_testutil.ts";
 
 const TRAIN_TS = fromFileUrl(new URL("../train.ts", import.meta.url));
 const EVAL_TS = fromFileUrl(new URL("../eval.ts", import.meta.url));
+const EXPORT_TS = fromFileUrl(new URL("../export.ts", import.meta.url));
 const DENO_JSON = fromFileUrl(new URL("../deno.json", import.meta.url));
 
 /**
  * The `--allow-*` flags of a `deno.json` task, with writes narrowed to `.test-tmp` and the
  * network dropped.
  */
-async function taskPermissions(task: "train" | "eval"): Promise<string[]> {
+async function taskPermissions(task: "train" | "eval" | "export"): Promise<string[]> {
   const tasks = JSON.parse(await Deno.readTextFile(DENO_JSON)).tasks as Record<string, string>;
   const flags = tasks[task].split(/\s+/).filter((a) => a.startsWith("--allow-"));
   assert.ok(flags.some((f) => f.startsWith("--allow-write=")), `${task} task names its writes`);
@@ -34,7 +42,7 @@ async function taskPermissions(task: "train" | "eval"): Promise<string[]> {
 /** Runs an entrypoint with its task's (narrowed) permissions. */
 async function runCli(
   script: string,
-  task: "train" | "eval",
+  task: "train" | "eval" | "export",
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const perms = await taskPermissions(task);
@@ -158,6 +166,78 @@ Deno.test("eval CLI: --compare tables two runs; --run writes eval.json and the g
     const u = oneErrorLine(unknown);
     assert.match(u, /--nope/);
     assert.ok(u.includes("--compare") && u.includes("--grid"), u);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("export CLI: a run to ONNX, a DataParallel .pth to safetensors; bad .pth files are one line", async () => {
+  await initBackend({ log: null });
+  const root = await tempDir();
+  try {
+    const labels = (n: number) => Array.from({ length: n }, (_, i) => (i * 3) % 10);
+    await Deno.writeFile(join(root, "data_batch_1.bin"), cifarBytes(labels(8)));
+    await Deno.writeFile(join(root, "test_batch.bin"), cifarBytes(labels(8), undefined, 40));
+    const run = join(root, "run");
+    const config = resolveConfig("resnet20", { data: root, epochs: 1, batchSize: 8, seed: 5 });
+    await train(config, { out: run, log: () => {} });
+    const probe = createModel("resnet20");
+    const shapes = new Map(stateEntries(probe).map((e) => [e.name, torchShape(e)]));
+    probe.dispose();
+    const dp = join(root, "dp.pth"), evil = join(root, "evil.pth"), text = join(root, "text.pth");
+    await Deno.writeFile(dp, await rebuildPth(await readSkeleton("resnet20-dataparallel"), shapes));
+    await Deno.writeFile(evil, await readPthFixture("forbidden-global.pth"));
+    await Deno.writeFile(text, new TextEncoder().encode("not a checkpoint"));
+
+    const onnxPath = join(root, "out", "model.onnx"), safePath = join(root, "dp.safetensors");
+    const [toOnnx, toSafe, evalEvil, exportText] = await Promise.all([
+      runCli(EXPORT_TS, "export", ["--run", run, "--out", onnxPath]),
+      runCli(EXPORT_TS, "export", [
+        "--model",
+        "resnet20",
+        "--weights",
+        dp,
+        "--format",
+        "safetensors",
+        "--out",
+        safePath,
+      ]),
+      runCli(EVAL_TS, "eval", ["--model", "resnet20", "--weights", evil, "--data", root]),
+      runCli(EXPORT_TS, "export", ["--model", "resnet20", "--weights", text]),
+    ]);
+
+    assert.equal(toOnnx.code, 0, toOnnx.stderr);
+    assert.match(toOnnx.stdout, /ONNX opset 17: "input" \[N, 3, 32, 32\] float32 NCHW/);
+    // ONNX Runtime gives the logits of the run's best weights.
+    const model = createModel("resnet20", { numClasses: 10 });
+    await loadWeights(model, join(run, RUN_FILES.best));
+    const shape = [2, 3, 32, 32];
+    const nchw = detInput("input.b", shape);
+    const x = tf.tensor4d(nchwToNhwc(nchw, shape), [2, 32, 32, 3]);
+    const y = model.predict(x) as tf.Tensor;
+    const ours = await y.data() as Float32Array;
+    tf.dispose([x, y]);
+    model.dispose();
+    ort.env.wasm.numThreads = 1;
+    const session = await ort.InferenceSession.create(await Deno.readFile(onnxPath));
+    const theirs = (await session.run({ input: new ort.Tensor("float32", nchw, shape) })).logits;
+    await session.release();
+    const got = theirs.data as Float32Array;
+    ours.forEach((v, i) => assert.ok(Math.abs(got[i] - v) <= 1e-4 * Math.max(1, Math.abs(v))));
+
+    assert.equal(toSafe.code, 0, toSafe.stderr);
+    assert.match(toSafe.stdout, /removed the prefix "module\." from every tensor name/);
+    const saved = parseSafetensors(await Deno.readFile(safePath)).tensors;
+    assert.deepEqual(saved.get("conv1.weight")!.data, detStateValue("conv1.weight", [16, 3, 3, 3]));
+
+    assert.match(
+      oneErrorLine(evalEvil),
+      /evil\.pth: refused: the pickle names the global posix\.system/,
+    );
+    assert.match(
+      oneErrorLine(exportText),
+      /text\.pth: not a PyTorch checkpoint \(not a zip archive/,
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -44,6 +44,11 @@ export interface TrainConfig {
   valSplit: number;
   /** Skip unreadable images instead of stopping. */
   skipBadImages: boolean;
+  /**
+   * Weights to start from (safetensors or a PyTorch `.pth`), for fine-tuning: the tensors that
+   * fit are loaded, the others (a head of another size) keep their initialization and are listed.
+   */
+  initWeights?: string;
 }
 
 /** The reference code's recipe of each family. */

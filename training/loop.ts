@@ -12,7 +12,7 @@ import { batchCount, iterateBatches } from "../data/batches.ts";
 import { type ImageDataset, takeFirst } from "../data/dataset.ts";
 import { loadDataset } from "../data/load.ts";
 import { countParams, createModel } from "../models/registry.ts";
-import { saveWeights } from "../models/weights.ts";
+import { loadWeights, saveWeights } from "../models/weights.ts";
 import { renderCurves } from "../report/curves.ts";
 import {
   appendEpochRecord,
@@ -94,6 +94,21 @@ async function loadData(config: TrainConfig, log: (l: string) => void) {
 }
 
 /**
+ * Fine-tuning's start: loads the tensors of `path` (safetensors or `.pth`) that fit the model and
+ * logs the ones that were not loaded (a head of another size, layers the file lacks).
+ */
+async function initWeights(model: tf.LayersModel, path: string, log: (l: string) => void) {
+  const report = await loadWeights(model, path, { strict: false });
+  for (const note of report.notes) log(`--init-weights ${path}: ${note}`);
+  const total = report.loaded.length + report.notLoaded.length;
+  log(`--init-weights ${path}: loaded ${report.loaded.length} of the model's ${total} tensors`);
+  if (report.notLoaded.length) {
+    log(`  not loaded (kept from initialization): ${report.notLoaded.join(", ")}`);
+  }
+  if (report.unused.length) log(`  in the file but not in the model: ${report.unused.join(", ")}`);
+}
+
+/**
  * Trains a model as configured, or resumes the run in `resumeDir`.
  *
  * @param config the resolved configuration (ignored when resuming, but for `epochs`)
@@ -128,6 +143,14 @@ export async function train(
     inputSize: config.inputSize,
     seed: config.seed,
   });
+  if (config.initWeights && !resumeDir) {
+    try {
+      await initWeights(model, config.initWeights, log);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
   const opt = new SGD({
     lr: config.lr,
     momentum: config.momentum,

@@ -6,6 +6,7 @@
  */
 import { tf, WebGPUBackend } from "../deps.ts";
 import { installWebGpu, unregisterFastKernels } from "../webgpu/install.ts";
+import { registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
 
 /** The tfjs backends the toolkit runs on. */
 export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
@@ -35,11 +36,6 @@ export interface InitBackendOptions {
 /** Storage buffers per dispatch the toolkit asks the device for (WebGPU's default is 8). */
 export const STORAGE_BINDINGS_WANTED = 64;
 
-interface EngineInternals {
-  registry: Record<string, unknown>;
-  registryFactory: Record<string, unknown>;
-}
-
 /**
  * Replaces tfjs's `webgpu` backend factory, while no webgpu backend exists yet, with one that
  * makes the same device (same features and limits) with more storage buffers per dispatch,
@@ -48,34 +44,7 @@ interface EngineInternals {
  * (by the application) is left as it is; the kernels adapt to its limit.
  */
 function registerRoomyWebGpu(): void {
-  const engine = tf.engine() as unknown as EngineInternals;
-  if (engine.registry["webgpu"] !== undefined || !("webgpu" in engine.registryFactory)) return;
-  tf.removeBackend("webgpu");
-  tf.registerBackend("webgpu", async () => {
-    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
-    if (!adapter) throw new Error("no WebGPU adapter");
-    const features: GPUFeatureName[] = [];
-    for (const f of ["timestamp-query", "bgra8unorm-storage"] as GPUFeatureName[]) {
-      if (adapter.features.has(f)) features.push(f);
-    }
-    const l = adapter.limits;
-    const device = await adapter.requestDevice({
-      requiredFeatures: features,
-      requiredLimits: {
-        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-        maxBufferSize: l.maxBufferSize,
-        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-        maxStorageBuffersPerShaderStage: Math.min(
-          l.maxStorageBuffersPerShaderStage,
-          STORAGE_BINDINGS_WANTED,
-        ),
-      },
-    });
-    return new WebGPUBackend(device, adapter.info);
-  }, 3);
+  registerWebGpuFactory(STORAGE_BINDINGS_WANTED);
 }
 
 /** Information on the WebGPU adapter Deno offers, or `null` when there is none. */

@@ -35,7 +35,10 @@ import {
   encodeDispatch,
   flushCommands,
   internals,
+  METHODS,
+  openEncoder,
   submitNow,
+  timersActive,
 } from "./tfjs.ts";
 
 type Command =
@@ -66,7 +69,7 @@ function ownershipOf(be: BackendInternals): Ownership {
   if (existing) return existing;
   const o: Ownership = { owner: new Map(), capturing: null };
   bm[OWNERSHIP] = o;
-  listen(bm, "acquireBuffer", ORDER.capture, (_self, args, next) => {
+  listen(bm, METHODS.acquire, ORDER.capture, (_self, args, next) => {
     const [size, usage, mapped = false, reuse = true] = args as [
       number,
       number,
@@ -84,7 +87,7 @@ function ownershipOf(be: BackendInternals): Ownership {
     o.owner.set(buffer, rec);
     return buffer;
   });
-  listen(bm, "releaseBuffer", ORDER.capture, (_self, args, next) => {
+  listen(bm, METHODS.release, ORDER.capture, (_self, args, next) => {
     const rec = o.owner.get(args[0] as GPUBuffer);
     if (!rec) return next(args);
     rec.park(args[0] as GPUBuffer);
@@ -187,7 +190,7 @@ export class Recording {
     if (this.#disposed) throw new Error("Recording.replay: the recording was disposed");
     if (this.failure) throw new Error(`Recording.replay: the capture failed (${this.failure})`);
     const be = internals(this.#backend);
-    be.ensureCommandEncoderReady();
+    openEncoder(be);
     for (const c of this.commands) {
       if (c.kind === "dispatch") {
         encodeDispatch(be, c.pipeline, c.bindGroup, c.workgroups);
@@ -259,7 +262,7 @@ export function capture<T>(
   if (recorder.current !== null) {
     return { result: fn(), recording: null, reason: "a capture is already running" };
   }
-  if (be.activeTimers != null) {
+  if (timersActive(be)) {
     return { result: fn(), recording: null, reason: "a profiler is timing kernels" };
   }
   const o = ownershipOf(be);
@@ -286,7 +289,7 @@ export function capture<T>(
       rec.failure ??= reason;
     },
   };
-  const off = listen(be, "runWebGPUProgram", ORDER.capture, (_self, args, next) => {
+  const off = listen(be, METHODS.run, ORDER.capture, (_self, args, next) => {
     programs++;
     return next(args);
   });

@@ -9,6 +9,7 @@
  */
 import { tf } from "../../deps.ts";
 import { listen, ORDER } from "./patches.ts";
+import { METHODS } from "./tfjs.ts";
 
 /** A named group of counters. */
 export type CounterGroup = Record<string, number>;
@@ -99,7 +100,7 @@ export async function countDispatches(fn: () => unknown): Promise<number> {
     return 0;
   }
   let n = -directCounters.dispatches;
-  const off = listen(backend, "runWebGPUProgram", ORDER.count, (_self, args, next) => {
+  const off = listen(backend, METHODS.run, ORDER.count, (_self, args, next) => {
     n++;
     return next(args);
   });

@@ -32,6 +32,7 @@ import {
   holdUntilSubmit,
   internals,
   refCountOf,
+  upload,
 } from "./tfjs.ts";
 
 /** How a direct dispatch binds a tensor. */
@@ -331,6 +332,6 @@ export function gpuBufferOf(backend: WebGPUBackend, t: tf.TensorInfo): GPUBuffer
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");
-  internals(backend).uploadToGPU(info.dataId);
+  upload(internals(backend), info);
   return tf.engine().makeTensorFromTensorInfo(info);
 }

@@ -46,11 +46,13 @@ import {
   hasFreeBuffer,
   holdUntilSubmit,
   internals,
+  METHODS,
   packUniforms,
   programBindings,
   registeredWebGpuBackend,
   SUBMIT_FLAG,
   takeFreeBuffer,
+  timersActive,
   uniformFields,
 } from "./tfjs.ts";
 
@@ -145,8 +147,7 @@ type PatchedBackend = BackendInternals & { [STATE_KEY]?: PatchState };
 
 function webgpuBackend(backend?: WebGPUBackend): PatchedBackend | null {
   const b = backend ?? registeredWebGpuBackend();
-  if (!b || typeof internals(b).recordAndSubmit !== "function") return null;
-  return internals(b) as PatchedBackend;
+  return b ? internals(b) as PatchedBackend : null;
 }
 
 function idOf(state: PatchState, obj: object): number {
@@ -169,7 +170,7 @@ function flush(state: PatchState): void {
   stats.flushes++;
 }
 
-type RecordArgs = Parameters<BackendInternals["recordAndSubmit"]>;
+type RecordArgs = Parameters<BackendInternals[typeof METHODS.record]>;
 
 /** The patched `recordAndSubmit`: cached uniforms and bind groups, or the stock method. */
 function record(
@@ -180,7 +181,7 @@ function record(
 ): unknown {
   const [program, output, inputs, programUniforms] = args;
   const pipeline = program.pipeline;
-  if (pipeline instanceof Promise || be.activeTimers != null || program.pixelsOpType != null) {
+  if (pipeline instanceof Promise || timersActive(be) || program.pixelsOpType != null) {
     stats.fallbacks++;
     recorder.current?.unsupported(`${program.shaderKey}: stock dispatch path`);
     return stock();
@@ -384,12 +385,12 @@ export function installDispatchCache(
   state.off.push(
     listen(
       be,
-      "recordAndSubmit",
+      METHODS.record,
       ORDER.dispatchCache,
       (self, args, next) =>
         record(state, self as BackendInternals, args as RecordArgs, () => next(args)),
     ),
-    listen(be, "submitQueue", ORDER.dispatchCache, (_self, args, next) => {
+    listen(be, METHODS.submit, ORDER.dispatchCache, (_self, args, next) => {
       const r = next(args);
       if (state.retired.length > 0) {
         for (const b of state.retired) b.destroy();
@@ -403,18 +404,18 @@ export function installDispatchCache(
     state.off.push(
       listen(
         be,
-        "runWebGPUProgram",
+        METHODS.run,
         ORDER.affinity,
         (_s, args, next) => nameSite(state, args, () => next(args)),
       ),
       listen(
         bm,
-        "acquireBuffer",
+        METHODS.acquire,
         ORDER.affinity,
         (self, args, next) =>
           acquireWithAffinity(state, self as BufferManagerInternals, args, () => next(args)),
       ),
-      listen(be, "getBufferData", ORDER.affinity, (_s, args, next) => {
+      listen(be, METHODS.read, ORDER.affinity, (_s, args, next) => {
         state.occurrences.clear(); // a read back to the host: the next step starts
         return next(args);
       }),

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../../deps.ts";
+import { tf, WebGPUBackend } from "../../deps.ts";
 
 /** The tfjs version whose internals this file describes. */
 export const TFJS_VERSION = "4.22.0";
@@ -93,6 +93,25 @@ export interface BackendInternals {
   ): void;
 }
 
+/** The names of the methods the runtime wraps (`patches.ts`), by role. */
+export const METHODS = {
+  /** `WebGPUBackend.runWebGPUProgram`: one tfjs program. */
+  run: "runWebGPUProgram",
+  /** `WebGPUBackend.recordAndSubmit`: records a program's dispatch. */
+  record: "recordAndSubmit",
+  /** `WebGPUBackend.submitQueue`: submits the command encoder. */
+  submit: "submitQueue",
+  /** `WebGPUBackend.getBufferData`: a read back to the host. */
+  read: "getBufferData",
+  /** `BufferManager.acquireBuffer`: a buffer from the pool. */
+  acquire: "acquireBuffer",
+  /** `BufferManager.releaseBuffer`: a buffer back to the pool. */
+  release: "releaseBuffer",
+} as const satisfies Record<
+  string,
+  keyof BackendInternals | keyof BufferManagerInternals
+>;
+
 /** The backend members the runtime uses: fields (`value`) and methods (`function`). */
 export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | "function">> = {
   device: "value",
@@ -173,6 +192,51 @@ export function internals(backend: WebGPUBackend): BackendInternals {
   return backend as unknown as BackendInternals;
 }
 
+/** The parts of tfjs's engine read here (private in tfjs). */
+interface EngineInternals {
+  registry: Record<string, unknown>;
+  registryFactory: Record<string, unknown>;
+}
+
+/**
+ * Replaces tfjs's `webgpu` backend factory, while no webgpu backend exists yet, with one that
+ * makes the device tfjs 4.22's factory makes (same features and limits) but with up to
+ * `storageBindings` storage buffers per shader stage where the adapter allows. A backend made
+ * earlier is left as it is.
+ *
+ * @param storageBindings storage buffers per shader stage wanted
+ */
+export function registerWebGpuFactory(storageBindings: number): void {
+  const engine = tf.engine() as unknown as EngineInternals;
+  if (engine.registry["webgpu"] !== undefined || !("webgpu" in engine.registryFactory)) return;
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", async () => {
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) throw new Error("no WebGPU adapter");
+    const features: GPUFeatureName[] = [];
+    for (const f of ["timestamp-query", "bgra8unorm-storage"] as GPUFeatureName[]) {
+      if (adapter.features.has(f)) features.push(f);
+    }
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: features,
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxStorageBuffersPerShaderStage: Math.min(
+          l.maxStorageBuffersPerShaderStage,
+          storageBindings,
+        ),
+      },
+    });
+    return new WebGPUBackend(device, adapter.info);
+  }, 3);
+}
+
 /**
  * The initialised `webgpu` backend, or `null` (the engine's registry, not `tf.findBackend`,
  * which would start initialising one).
@@ -180,7 +244,7 @@ export function internals(backend: WebGPUBackend): BackendInternals {
  * @returns the backend instance
  */
 export function registeredWebGpuBackend(): WebGPUBackend | null {
-  const registry = (tf.engine() as unknown as { registry?: Record<string, unknown> }).registry;
+  const registry = (tf.engine() as unknown as Partial<EngineInternals>).registry;
   const b = registry?.["webgpu"] as WebGPUBackend | undefined;
   if (!b || typeof (b as unknown as BackendInternals).recordAndSubmit !== "function") return null;
   return b;
@@ -207,7 +271,7 @@ export function adapterInfoOf(
  * @returns its buffer
  */
 export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
-  be.uploadToGPU(t.dataId);
+  upload(be, t);
   const resource = be.tensorMap.get(t.dataId)?.resource;
   if (!(resource instanceof GPUBuffer)) {
     throw new Error(`webgpu runtime: tensor of shape [${t.shape}] has no GPU buffer`);
@@ -320,6 +384,35 @@ export function flushCommands(be: BackendInternals): void {
     be.endComputePassEncoder();
     be.submitQueue();
   }
+}
+
+/**
+ * Opens the backend's command encoder when none is open.
+ *
+ * @param be the backend internals
+ */
+export function openEncoder(be: BackendInternals): void {
+  be.ensureCommandEncoderReady();
+}
+
+/**
+ * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
+ *
+ * @param be the backend internals
+ * @returns true when tfjs's timers are active
+ */
+export function timersActive(be: BackendInternals): boolean {
+  return be.activeTimers != null;
+}
+
+/**
+ * Puts a tensor's values on the GPU (when they are still on the CPU).
+ *
+ * @param be the backend internals
+ * @param t the tensor
+ */
+export function upload(be: BackendInternals, t: tf.TensorInfo): void {
+  be.uploadToGPU(t.dataId);
 }
 
 /**

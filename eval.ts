@@ -14,7 +14,7 @@ import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict } from "./models/weights.ts";
 import { compareRuns } from "./report/compare.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
-import { readRun, RUN_FILES, type SavedRun } from "./run/records.ts";
+import { RUN_FILES, runModel } from "./run/records.ts";
 import {
   confusionMatrix,
   formatConfusion,
@@ -68,13 +68,11 @@ runCli(async () => {
   }
 
   const run = v["run"] as string | undefined;
-  const saved = run ? (await readRun(run)).config as SavedRun : undefined;
-  const modelName = (v["model"] as string | undefined) ?? saved?.model;
-  const weights = (v["weights"] as string | undefined) ??
-    (run ? join(run, RUN_FILES.best) : undefined);
-  if (!modelName || !weights) {
-    throw new UserError(`give --run <run folder>, or --model <name> and --weights <file>`);
-  }
+  const { saved, model: modelName, weights } = await runModel({
+    run,
+    model: v["model"] as string | undefined,
+    weights: v["weights"] as string | undefined,
+  });
   const dataset = (v["dataset"] as DatasetName | undefined) ?? saved?.train.dataset ?? "cifar10";
   const data = (v["data"] as string | undefined) ?? saved?.train.data;
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
@@ -111,7 +109,8 @@ runCli(async () => {
     `\nconfusion matrix (rows: truth, columns: prediction)\n${formatConfusion(matrix, classes)}`,
   );
 
-  const jsonPath = (v["json"] as string | undefined) ?? (run ? join(run, "eval.json") : undefined);
+  const jsonPath = (v["json"] as string | undefined) ??
+    (run ? join(run, RUN_FILES.eval) : undefined);
   if (jsonPath) {
     const report = {
       model: modelName,

@@ -13,7 +13,7 @@ import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict, saveWeights, stateEntries } from "./models/weights.ts";
 import { saveLayersModel } from "./models/tfjs_io.ts";
-import { readRun, RUN_FILES, type SavedRun } from "./run/records.ts";
+import { runModel } from "./run/records.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { writeFileAtomic } from "./run/checkpoint.ts";
 import { UserError } from "./util/errors.ts";
@@ -50,13 +50,11 @@ runCli(async () => {
     throw new UserError(`unexpected argument "${positionals[0]}"; see --help`);
   }
   const run = v["run"] as string | undefined;
-  const saved = run ? (await readRun(run)).config as SavedRun : undefined;
-  const modelName = (v["model"] as string | undefined) ?? saved?.model;
-  const weights = (v["weights"] as string | undefined) ??
-    (run ? join(run, RUN_FILES.best) : undefined);
-  if (!modelName || !weights) {
-    throw new UserError("give --run <run folder>, or --model <name> and --weights <file>");
-  }
+  const { saved, model: modelName, weights } = await runModel({
+    run,
+    model: v["model"] as string | undefined,
+    weights: v["weights"] as string | undefined,
+  });
   const format = (v["format"] as typeof FORMATS[number] | undefined) ?? "onnx";
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
     modelSpec(modelName).defaultInputSize;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { tf, WebGPUBackend } from "../deps.ts";
+import { tf } from "../deps.ts";
 import { installWebGpu, unregisterFastKernels } from "../webgpu/install.ts";
 import { registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
 

@@ -21,7 +21,35 @@ export const RUN_FILES = {
   checkpoint: "checkpoint.safetensors",
   best: "best.safetensors",
   curves: "curves.png",
+  /** What `eval.ts` writes about a run (accuracy, loss, per class, confusion). */
+  eval: "eval.json",
 } as const;
+
+/**
+ * The model a command works on: a run folder's (its saved configuration, its best weights), or
+ * the one named by flags (`--model`, `--weights`), flags first.
+ *
+ * @param from the run folder, the model name and the weights file given
+ * @returns the saved configuration (with a run folder), the model name and the weights file
+ * @throws UserError when neither a run folder nor a model and weights are given
+ * @example
+ * ```ts
+ * import { runModel } from "./records.ts";
+ * const m = await runModel({ model: "resnet20", weights: "w.safetensors" });
+ * console.log(m.model, m.weights); // resnet20 w.safetensors
+ * ```
+ */
+export async function runModel(
+  from: { run?: string; model?: string; weights?: string },
+): Promise<{ saved?: SavedRun; model: string; weights: string }> {
+  const saved = from.run ? (await readRun(from.run)).config as SavedRun : undefined;
+  const model = from.model ?? saved?.model;
+  const weights = from.weights ?? (from.run ? join(from.run, RUN_FILES.best) : undefined);
+  if (!model || !weights) {
+    throw new UserError("give --run <run folder>, or --model <name> and --weights <file>");
+  }
+  return { saved, model, weights };
+}
 
 /** The run's configuration as saved in `config.json`. */
 export interface SavedRun extends RunConfig {

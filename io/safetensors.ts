@@ -46,6 +46,21 @@ export function parseSafetensors(
     return fail("header is not JSON");
   }
   const dataStart = 8 + headerLength;
+  // The file's size from its header: the end of the last tensor's bytes.
+  let expected = dataStart;
+  for (const [name, entry] of Object.entries(header)) {
+    const end = name === "__metadata__"
+      ? 0
+      : (entry as { data_offsets?: unknown[] })?.data_offsets?.[1];
+    if (typeof end === "number" && Number.isFinite(end)) {
+      expected = Math.max(expected, dataStart + end);
+    }
+  }
+  if (expected > bytes.byteLength) {
+    throw new Error(
+      `${source}: truncated file: expected ${expected} bytes, has ${bytes.byteLength}`,
+    );
+  }
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {

@@ -93,8 +93,10 @@ export async function stateDict(model: tf.LayersModel): Promise<Map<string, Safe
 }
 
 /**
- * Assigns a state dict to the model. Every entry must be present with PyTorch's shape; missing,
- * unexpected or mis-shaped tensors are one error listing them all.
+ * Assigns a state dict to the model. Every entry must be present with PyTorch's shape (but for
+ * BatchNorm's `num_batches_tracked`, which starts at 0 when absent, as PyTorch's
+ * `load_state_dict` does for older checkpoints); missing, unexpected or mis-shaped tensors are
+ * one error listing them all.
  *
  * @param model a model of the zoo
  * @param tensors tensors by PyTorch name (extra keys named in `ignore` are skipped)
@@ -107,7 +109,10 @@ export function assignStateDict(
 ): void {
   const entries = stateEntries(model);
   const known = new Set(entries.map((e) => e.name));
-  const missing = entries.filter((e) => !tensors.has(e.name)).map((e) => e.name);
+  // As PyTorch's BatchNorm loads state dicts of older versions: a missing batch counter starts
+  // at 0; every other tensor must be there.
+  const counterOnly = (e: StateEntry) => e.name.endsWith(".num_batches_tracked");
+  const missing = entries.filter((e) => !tensors.has(e.name) && !counterOnly(e)).map((e) => e.name);
   const unexpected = [...tensors.keys()].filter((k) => !known.has(k));
   const misshaped = entries.filter((e) => tensors.has(e.name)).flatMap((e) => {
     const want = torchShape(e), got = tensors.get(e.name)!.shape;
@@ -122,7 +127,8 @@ export function assignStateDict(
     throw new UserError(`${source}: does not fit model "${model.name}": ${problems.join("; ")}`);
   }
   for (const entry of entries) {
-    const t = tensors.get(entry.name)!;
+    const t = tensors.get(entry.name) ??
+      { dtype: "I64", shape: torchShape(entry), data: new BigInt64Array(1) } as SafeTensor;
     const values = t.data instanceof BigInt64Array
       ? Float32Array.from(t.data, (v) => Number(v))
       : Float32Array.from(t.data as ArrayLike<number>);

@@ -41,6 +41,8 @@ Deno.test("deno.json declares the suite's permissions, scoped, and the files it 
   assert.ok(include.includes("mod.ts"));
   assert.equal(config.tasks.test, TEST_COMMAND);
   assert.ok(config.tasks.ok.endsWith(`&& ${TEST_COMMAND}`), config.tasks.ok);
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  assert.ok(readme.includes("```sh\n" + TEST_COMMAND), "README shows the test command");
   assert.match(await Deno.readTextFile(`${ROOT}.ci/run`), /^deno task ok /m);
 });
 

@@ -38,7 +38,16 @@ export function parseSafetensors(
   if (bytes.byteLength < 8) fail("shorter than its 8-byte header length");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
-  if (headerLength > bytes.byteLength - 8) fail(`header length ${headerLength} past the end`);
+  if (headerLength > bytes.byteLength - 8) {
+    // A JSON header that the file ends inside of: the file was cut short.
+    if (bytes.byteLength > 8 && bytes[8] === 0x7b && headerLength < 100_000_000) {
+      throw new Error(
+        `${source}: truncated file: expected at least ${8 + headerLength} bytes (its header ` +
+          `alone), has ${bytes.byteLength}`,
+      );
+    }
+    fail(`header length ${headerLength} past the end`);
+  }
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));

@@ -158,6 +158,15 @@ Deno.test("a truncated safetensors file says so, with the bytes expected and fou
         return true;
       },
     );
+    // Cut inside the header: the header's own length is the least the file must have.
+    const headerEnd = 8 +
+      Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    await assert.rejects(
+      () => loadWeights(model, bytes.subarray(0, 100)),
+      (e: Error) =>
+        e instanceof UserError && e.message ===
+          `weights: truncated file: expected at least ${headerEnd} bytes (its header alone), has 100`,
+    );
   } finally {
     model.dispose();
   }

@@ -43,8 +43,8 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: "bool",
     help: "run every step through tfjs (no captured-step replay on webgpu; same results, slower)",
   },
-  "out": { kind: "string", help: "run folder (default runs/<model>-<timestamp>)" },
-  "resume": { kind: "string", help: "continue the run in this folder from its last epoch" },
+  "out": { kind: "string", help: "new run folder (default runs/<model>-<timestamp>)" },
+  "resume": { kind: "string", help: "continue the run in this folder where it stopped" },
   "help": { kind: "bool", help: "show this help" },
 };
 

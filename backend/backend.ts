@@ -85,8 +85,9 @@ function registerRoomyWebGpu(): void {
 export const NO_DISPLAY_RUNTIME_DIR = "/dev/null";
 
 /**
- * Keeps adapter requests quiet on Linux without a desktop session. Deno's WebGPU (wgpu) probes
- * for a Wayland display when it starts its OpenGL backend, and libwayland prints `error:
+ * Keeps adapter requests quiet on Linux without a desktop session. Mesa's implicit Vulkan layer
+ * `VK_LAYER_MESA_device_select` looks for a Wayland compositor (to prefer its GPU) every time
+ * Deno's WebGPU lists the Vulkan devices, and libwayland prints `error:
  * XDG_RUNTIME_DIR is invalid or not set in the environment.` to stderr when that variable is
  * unset (a server, a container, ssh), although nothing is wrong: WebGPU compute needs no
  * display. Where the variable is unset (or not an absolute path) and this process may set it

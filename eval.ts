@@ -26,7 +26,7 @@ import { evaluate } from "./training/evaluate.ts";
 import { RUN_FILES, type SavedRun } from "./training/loop.ts";
 import { writeFileAtomic } from "./training/checkpoint.ts";
 import { Rng } from "./util/rng.ts";
-import { UserError } from "./util/errors.ts";
+import { requireWrite, UserError } from "./util/errors.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
@@ -75,6 +75,11 @@ runCli(async () => {
   if (!modelName || !weights) {
     throw new UserError(`give --run <run folder>, or --model <name> and --weights <file>`);
   }
+  // Where results go is checked before the data loads and the model runs.
+  const jsonPath = (v["json"] as string | undefined) ?? (run ? join(run, "eval.json") : undefined);
+  const gridPath = v["grid"] as string | undefined;
+  if (jsonPath) await requireWrite(jsonPath, v["json"] ? "--json" : "--run", "eval.ts");
+  if (gridPath) await requireWrite(gridPath, "--grid", "eval.ts");
   const dataset = (v["dataset"] as DatasetName | undefined) ?? saved?.train.dataset ?? "cifar10";
   const data = (v["data"] as string | undefined) ?? saved?.train.data;
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
@@ -111,7 +116,6 @@ runCli(async () => {
     `\nconfusion matrix (rows: truth, columns: prediction)\n${formatConfusion(matrix, classes)}`,
   );
 
-  const jsonPath = (v["json"] as string | undefined) ?? (run ? join(run, "eval.json") : undefined);
   if (jsonPath) {
     const report = {
       model: modelName,
@@ -131,7 +135,6 @@ runCli(async () => {
     console.log(`\nresults written to ${jsonPath}`);
   }
 
-  const gridPath = v["grid"] as string | undefined;
   if (gridPath) {
     const rng = new Rng((v["seed"] as number | undefined) ?? 0);
     const order = rng.shuffle(Int32Array.from({ length: test.size }, (_, i) => i));

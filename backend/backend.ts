@@ -78,10 +78,68 @@ function registerRoomyWebGpu(): void {
   }, 3);
 }
 
+/**
+ * Where {@link quietDisplayProbe} points `XDG_RUNTIME_DIR`: a path that can hold no Wayland
+ * socket (it is not a folder), so the probe fails at once, silently.
+ */
+export const NO_DISPLAY_RUNTIME_DIR = "/dev/null";
+
+/**
+ * Keeps adapter requests quiet on Linux without a desktop session. Mesa's implicit Vulkan layer
+ * `VK_LAYER_MESA_device_select` looks for a Wayland compositor (to prefer its GPU) every time
+ * Deno's WebGPU lists the Vulkan devices, and libwayland prints `error:
+ * XDG_RUNTIME_DIR is invalid or not set in the environment.` to stderr when that variable is
+ * unset (a server, a container, ssh), although nothing is wrong: WebGPU compute needs no
+ * display. Where the variable is unset (or not an absolute path) and this process may set it
+ * (`--allow-env=XDG_RUNTIME_DIR`, which the tasks give), it is set to
+ * {@link NO_DISPLAY_RUNTIME_DIR} before the first adapter request. A session's own
+ * `XDG_RUNTIME_DIR` is left as it is; without the permission nothing changes.
+ */
+export function quietDisplayProbe(): void {
+  if (Deno.build.os !== "linux") return;
+  const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+  if (Deno.permissions.querySync(env).state !== "granted") return;
+  if (Deno.env.get("XDG_RUNTIME_DIR")?.startsWith("/")) return;
+  Deno.env.set("XDG_RUNTIME_DIR", NO_DISPLAY_RUNTIME_DIR);
+}
+
+/** The message of `dataSync()` / `arraySync()` on a GPU tensor where they cannot work. */
+export const SYNC_READ_MESSAGE =
+  "dataSync()/arraySync() cannot read a tensor held on the GPU with Deno's WebGPU (tfjs reads " +
+  "it synchronously through a 2D canvas, which Deno does not have): use await tensor.data() " +
+  "or await tensor.array()";
+
+/**
+ * tfjs's webgpu backend reads a GPU tensor synchronously (`dataSync`, `arraySync`) by drawing
+ * it into a 2D canvas; Deno has no 2D canvas and there is no synchronous buffer read in WebGPU,
+ * so it crashed inside tfjs (`Cannot read properties of null (reading 'clearRect')`). Where no
+ * 2D canvas exists, such a read is an error saying what to use instead; tensors whose values are
+ * on the CPU (read before, or never uploaded) still read synchronously.
+ */
+function explainSyncReads(backend: WebGPUBackend): void {
+  if (typeof OffscreenCanvas !== "undefined" && new OffscreenCanvas(1, 1).getContext("2d")) return;
+  const be = backend as unknown as {
+    readSync(dataId: object): unknown;
+    tensorMap: { get(dataId: object): { values: unknown; dtype: string } | undefined };
+  };
+  const original = be.readSync;
+  if ((original as { explained?: boolean }).explained) return;
+  const readSync = function (this: typeof be, dataId: object): unknown {
+    const data = this.tensorMap.get(dataId);
+    if (data && data.values == null && !["string", "complex64"].includes(data.dtype)) {
+      throw new Error(SYNC_READ_MESSAGE);
+    }
+    return original.call(this, dataId);
+  };
+  (readSync as { explained?: boolean }).explained = true;
+  be.readSync = readSync;
+}
+
 /** Information on the WebGPU adapter Deno offers, or `null` when there is none. */
 export async function probeAdapter(): Promise<{ name: string; fallback: boolean } | null> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
+  quietDisplayProbe();
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
@@ -132,6 +190,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       registerRoomyWebGpu();
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
+        explainSyncReads(tf.backend() as WebGPUBackend);
         if (options.fastKernels ?? true) registerFastKernels();
         else unregisterFastKernels();
         const kind = probe.fallback ? "software fallback adapter" : "hardware adapter";

@@ -26,7 +26,7 @@ import { evaluate } from "./training/evaluate.ts";
 
 import { writeFileAtomic } from "./run/checkpoint.ts";
 import { Rng } from "./util/rng.ts";
-import { UserError } from "./util/errors.ts";
+import { requireWrite, UserError } from "./util/errors.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
@@ -73,6 +73,12 @@ runCli(async () => {
     model: v["model"] as string | undefined,
     weights: v["weights"] as string | undefined,
   });
+  // Where results go is checked before the data loads and the model runs.
+  const jsonPath = (v["json"] as string | undefined) ??
+    (run ? join(run, RUN_FILES.eval) : undefined);
+  const gridPath = v["grid"] as string | undefined;
+  if (jsonPath) await requireWrite(jsonPath, v["json"] ? "--json" : "--run", "eval.ts");
+  if (gridPath) await requireWrite(gridPath, "--grid", "eval.ts");
   const dataset = (v["dataset"] as DatasetName | undefined) ?? saved?.train.dataset ?? "cifar10";
   const data = (v["data"] as string | undefined) ?? saved?.train.data;
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
@@ -109,8 +115,6 @@ runCli(async () => {
     `\nconfusion matrix (rows: truth, columns: prediction)\n${formatConfusion(matrix, classes)}`,
   );
 
-  const jsonPath = (v["json"] as string | undefined) ??
-    (run ? join(run, RUN_FILES.eval) : undefined);
   if (jsonPath) {
     const report = {
       model: modelName,
@@ -130,7 +134,6 @@ runCli(async () => {
     console.log(`\nresults written to ${jsonPath}`);
   }
 
-  const gridPath = v["grid"] as string | undefined;
   if (gridPath) {
     const rng = new Rng((v["seed"] as number | undefined) ?? 0);
     const order = rng.shuffle(Int32Array.from({ length: test.size }, (_, i) => i));

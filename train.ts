@@ -47,8 +47,8 @@ const FLAGS: Record<string, FlagSpec> = {
     kind: "string",
     help: "start from these weights (safetensors or .pth); tensors that do not fit are listed",
   },
-  "out": { kind: "string", help: "run folder (default runs/<model>-<timestamp>)" },
-  "resume": { kind: "string", help: "continue the run in this folder from its last epoch" },
+  "out": { kind: "string", help: "new run folder (default runs/<model>-<timestamp>)" },
+  "resume": { kind: "string", help: "continue the run in this folder where it stopped" },
   "help": { kind: "bool", help: "show this help" },
 };
 

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import { tf, type WebGPUBackend } from "../deps.ts";
 import { installWebGpu, unregisterFastKernels } from "../webgpu/install.ts";
-import { registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
+import { explainSyncReads, registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
 
 /** The tfjs backends the toolkit runs on. */
 export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
@@ -47,10 +47,42 @@ function registerRoomyWebGpu(): void {
   registerWebGpuFactory(STORAGE_BINDINGS_WANTED);
 }
 
+/**
+ * Where {@link quietDisplayProbe} points `XDG_RUNTIME_DIR`: a path that can hold no Wayland
+ * socket (it is not a folder), so the probe fails at once, silently.
+ */
+export const NO_DISPLAY_RUNTIME_DIR = "/dev/null";
+
+/**
+ * Keeps adapter requests quiet on Linux without a desktop session. Mesa's implicit Vulkan layer
+ * `VK_LAYER_MESA_device_select` looks for a Wayland compositor (to prefer its GPU) every time
+ * Deno's WebGPU lists the Vulkan devices, and libwayland prints `error:
+ * XDG_RUNTIME_DIR is invalid or not set in the environment.` to stderr when that variable is
+ * unset (a server, a container, ssh), although nothing is wrong: WebGPU compute needs no
+ * display. Where the variable is unset (or not an absolute path) and this process may set it
+ * (`--allow-env=XDG_RUNTIME_DIR`, which the tasks give), it is set to
+ * {@link NO_DISPLAY_RUNTIME_DIR} before the first adapter request. A session's own
+ * `XDG_RUNTIME_DIR` is left as it is; without the permission nothing changes.
+ */
+export function quietDisplayProbe(): void {
+  if (Deno.build.os !== "linux") return;
+  const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
+  if (Deno.permissions.querySync(env).state !== "granted") return;
+  if (Deno.env.get("XDG_RUNTIME_DIR")?.startsWith("/")) return;
+  Deno.env.set("XDG_RUNTIME_DIR", NO_DISPLAY_RUNTIME_DIR);
+}
+
+/** The message of `dataSync()` / `arraySync()` on a GPU tensor where they cannot work. */
+export const SYNC_READ_MESSAGE =
+  "dataSync()/arraySync() cannot read a tensor held on the GPU with Deno's WebGPU (tfjs reads " +
+  "it synchronously through a 2D canvas, which Deno does not have): use await tensor.data() " +
+  "or await tensor.array()";
+
 /** Information on the WebGPU adapter Deno offers, or `null` when there is none. */
 export async function probeAdapter(): Promise<{ name: string; fallback: boolean } | null> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
+  quietDisplayProbe();
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
@@ -101,6 +133,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       registerRoomyWebGpu();
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
+        explainSyncReads(tf.backend() as WebGPUBackend, SYNC_READ_MESSAGE);
         if (options.fastKernels ?? true) installWebGpu();
         else unregisterFastKernels();
         const kind = probe.fallback ? "software fallback adapter" : "hardware adapter";

@@ -145,9 +145,32 @@ export async function runCli(main: () => Promise<void>): Promise<void> {
       Deno.exit(1);
     }
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      console.error(`error: ${(e as Error).message.split("\n")[0]}`);
+      console.error(`error: ${permissionHint((e as Error).message.split("\n")[0])}`);
       Deno.exit(1);
     }
     throw e;
   }
+}
+
+/**
+ * Deno's message for a missing permission says "run again with the --allow-write flag", which
+ * `deno task train` would take as a flag of its own: the hint names the `deno run` line instead.
+ *
+ * @param message Deno's first line, e.g. `Requires write access to "x", run again with the
+ * --allow-write flag`
+ * @returns the line to print
+ */
+export function permissionHint(message: string): string {
+  const m = message.match(
+    /^Requires (\w+) access to "?([^",]+)"?, run again with the (--allow-\w+) flag/,
+  );
+  if (!m) return message;
+  const [, kind, target, flag] = m;
+  const script = Deno.mainModule.split("/").pop() ?? "train.ts";
+  const tasks = "--allow-read --allow-write=runs,data --allow-net=www.cs.toronto.edu";
+  const own = kind === "write"
+    ? tasks.replace("runs,data", `${target},runs,data`)
+    : `${tasks} ${flag}=${target}`;
+  return `no ${kind} permission for ${target} (the deno tasks write only under runs/ and data/); ` +
+    `run deno run ${own} --allow-env=XDG_RUNTIME_DIR ${script} ... instead`;
 }

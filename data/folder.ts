@@ -139,7 +139,7 @@ export async function loadImageFolder(
       if (!options.skipBadImages) {
         throw new UserError(
           `${path}: unreadable or truncated image (${why}); expected a valid JPEG or PNG ` +
-            `(skipBadImages skips such files)`,
+            `(--skip-bad-images skips such files)`,
         );
       }
       bad.push(`${path} (${why})`);

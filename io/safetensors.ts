@@ -48,7 +48,16 @@ export function parseSafetensors(
   if (bytes.byteLength < 8) fail("shorter than its 8-byte header length");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
-  if (headerLength > bytes.byteLength - 8) fail(`header length ${headerLength} past the end`);
+  if (headerLength > bytes.byteLength - 8) {
+    // A JSON header that the file ends inside of: the file was cut short.
+    if (bytes.byteLength > 8 && bytes[8] === 0x7b && headerLength < 100_000_000) {
+      throw new Error(
+        `${source}: truncated file: expected at least ${8 + headerLength} bytes (its header ` +
+          `alone), has ${bytes.byteLength}`,
+      );
+    }
+    fail(`header length ${headerLength} past the end`);
+  }
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
@@ -56,6 +65,21 @@ export function parseSafetensors(
     return fail("header is not JSON");
   }
   const dataStart = 8 + headerLength;
+  // The file's size from its header: the end of the last tensor's bytes.
+  let expected = dataStart;
+  for (const [name, entry] of Object.entries(header)) {
+    const end = name === "__metadata__"
+      ? 0
+      : (entry as { data_offsets?: unknown[] })?.data_offsets?.[1];
+    if (typeof end === "number" && Number.isFinite(end)) {
+      expected = Math.max(expected, dataStart + end);
+    }
+  }
+  if (expected > bytes.byteLength) {
+    throw new Error(
+      `${source}: truncated file: expected ${expected} bytes, has ${bytes.byteLength}`,
+    );
+  }
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {

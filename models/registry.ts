@@ -84,7 +84,11 @@ export interface CreateModelOptions {
   numClasses?: number;
   /** Height and width of the NHWC input; the model's default (32 or 224) when absent. */
   inputSize?: number;
-  /** Seed of the weight initializers; random when absent. */
+  /**
+   * Seed of the weight initializers: equal seeds give equal weights. When absent the weights are
+   * random, different on every call (as PyTorch without `torch.manual_seed`); `train.ts` passes
+   * `--seed` (default 0).
+   */
   seed?: number;
 }
 

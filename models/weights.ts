@@ -117,7 +117,9 @@ export interface LoadOptions {
 
 /**
  * Assigns a state dict to the model. Strict by default: every entry must be present with
- * PyTorch's shape; missing, unexpected or mis-shaped tensors are one error listing them all.
+ * PyTorch's shape (but for BatchNorm's `num_batches_tracked`, which starts at 0 when absent, as
+ * PyTorch's `load_state_dict` does for older checkpoints); missing, unexpected or mis-shaped
+ * tensors are one error listing them all.
  *
  * @param model a model of the zoo
  * @param tensors tensors by PyTorch name
@@ -133,7 +135,10 @@ export function assignStateDict(
 ): LoadReport {
   const entries = stateEntries(model);
   const known = new Set(entries.map((e) => e.name));
-  const missing = entries.filter((e) => !tensors.has(e.name)).map((e) => e.name);
+  // As PyTorch's BatchNorm loads state dicts of older versions: a missing batch counter starts
+  // at 0; every other tensor must be there.
+  const counterOnly = (e: StateEntry) => e.name.endsWith(".num_batches_tracked");
+  const missing = entries.filter((e) => !tensors.has(e.name) && !counterOnly(e)).map((e) => e.name);
   const unexpected = [...tensors.keys()].filter((k) => !known.has(k));
   const misshaped = entries.filter((e) => tensors.has(e.name)).flatMap((e) => {
     const want = torchShape(e), got = tensors.get(e.name)!.shape;
@@ -155,8 +160,11 @@ export function assignStateDict(
       `${source}: no tensor fits model "${model.name}": ${problems.join("; ")}`,
     );
   }
-  for (const entry of fits) {
-    const t = tensors.get(entry.name)!;
+  // Batch counters absent from the source start at 0.
+  const zeroed = entries.filter((e) => counterOnly(e) && !tensors.has(e.name));
+  for (const entry of [...fits, ...zeroed]) {
+    const t = tensors.get(entry.name) ??
+      { dtype: "I64", shape: torchShape(entry), data: new BigInt64Array(1) } as SafeTensor;
     const values = t.data instanceof BigInt64Array
       ? Float32Array.from(t.data, (v) => Number(v))
       : Float32Array.from(t.data as ArrayLike<number>);

@@ -219,6 +219,21 @@ export async function appendEpochRecord(dir: string, record: EpochRecord): Promi
   });
 }
 
+/**
+ * Replaces `metrics.jsonl` in a run folder (made if needed) with `records`, atomically: an
+ * empty file for a run that has just started, the kept epochs for a resumed one.
+ *
+ * @param dir the run folder
+ * @param records the epochs' figures, in order
+ * @returns when the file is written
+ */
+export async function writeEpochRecords(dir: string, records: EpochRecord[]): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, METRICS_FILE), tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, records.map((r) => JSON.stringify(r) + "\n").join(""));
+  await Deno.rename(tmp, path);
+}
+
 /** Column widths of the epoch line, in order: epoch, lr, loss, acc, loss, acc, time, img/s. */
 const WIDTHS = [9, 9, 10, 9, 10, 9, 9, 10] as const;
 const HEADERS = [

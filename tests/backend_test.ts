@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { initBackend, probeAdapter, STORAGE_BINDINGS_WANTED } from "../backend/backend.ts";
+import {
+  initBackend,
+  probeAdapter,
+  STORAGE_BINDINGS_WANTED,
+  SYNC_READ_MESSAGE,
+} from "../backend/backend.ts";
 import { tf } from "../deps.ts";
 
 Deno.test("initBackend: cpu on request, webgpu by default when an adapter exists", async () => {
@@ -30,4 +35,45 @@ Deno.test("initBackend: an unknown backend is a one-line error listing the valid
     () => initBackend({ backend: "webgl" as "cpu", log: null }),
     /--backend: unknown backend "webgl"; valid: webgpu, cpu/,
   );
+});
+
+Deno.test({
+  name: "dataSync on a GPU tensor is a clear error on Deno's WebGPU; data() and CPU values work",
+  ignore: (await probeAdapter()) === null,
+  async fn() {
+    await initBackend({ log: null });
+    assert.equal(tf.getBackend(), "webgpu");
+    const onGpu = tf.tidy(() => tf.tensor1d([1, 2, 3]).square());
+    assert.throws(() => onGpu.dataSync(), (e: Error) => e.message === SYNC_READ_MESSAGE);
+    assert.throws(() => onGpu.arraySync(), (e: Error) => e.message === SYNC_READ_MESSAGE);
+    assert.deepEqual(Array.from(await onGpu.data()), [1, 4, 9]);
+    assert.deepEqual(Array.from(onGpu.dataSync()), [1, 4, 9], "after a read, the CPU copy");
+    const onCpu = tf.tensor1d([5, 6]);
+    assert.deepEqual(Array.from(onCpu.dataSync()), [5, 6], "never uploaded");
+    tf.dispose([onGpu, onCpu]);
+  },
+});
+
+Deno.test("starting the backend prints no error line when XDG_RUNTIME_DIR is unset", async () => {
+  const script = new URL("./support/quiet_backend.ts", import.meta.url).pathname;
+  // An empty XDG_RUNTIME_DIR is what libwayland calls invalid, as it does an unset one.
+  const run = (xdg: string) =>
+    new Deno.Command("deno", {
+      args: ["run", "--no-prompt", "--allow-read", "--allow-env=XDG_RUNTIME_DIR", script],
+      env: { XDG_RUNTIME_DIR: xdg },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const [unset, session] = await Promise.all([run(""), run("/tmp/a-session")]);
+  const dec = new TextDecoder();
+  for (const [what, r] of [["unset", unset], ["session", session]] as const) {
+    const [stdout, stderr] = [dec.decode(r.stdout), dec.decode(r.stderr)];
+    assert.equal(r.code, 0, `${what}: ${stderr}`);
+    assert.match(stdout, /^backend: /m);
+    assert.match(stdout, /^backend (webgpu|cpu): 1,4,9$/m);
+    assert.doesNotMatch(stderr, /error/i, `${what}: stderr has an error line:\n${stderr}`);
+  }
+  // A session's own runtime folder is kept.
+  assert.match(dec.decode(session.stdout), /^XDG_RUNTIME_DIR=\/tmp\/a-session$/m);
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type FlagSpec, helpText, parseFlags } from "../cli/args.ts";
+import { type FlagSpec, helpText, parseFlags, permissionHint } from "../cli/args.ts";
 import { UserError } from "../util/errors.ts";
 
 const SPECS: Record<string, FlagSpec> = {
@@ -60,4 +60,15 @@ Deno.test("flags: help lists every flag, with the choices", () => {
   const text = helpText("usage: x", SPECS);
   for (const name of Object.keys(SPECS)) assert.match(text, new RegExp(`--${name}\\b`));
   assert.match(text, /--model <name> +model: a, b/);
+});
+
+Deno.test("a missing permission names the deno run line, not a flag the task would reject", () => {
+  const hint = permissionHint(
+    'Requires write access to "/tmp/grid.png", run again with the --allow-write flag',
+  );
+  assert.ok(!hint.includes("run again with"), hint);
+  assert.match(hint, /^no write permission for \/tmp\/grid\.png /);
+  assert.match(hint, /run deno run --allow-read --allow-write=\/tmp\/grid\.png,runs,data /);
+  const other = "Requires read access to x";
+  assert.equal(permissionHint(other), other, "other messages are kept");
 });

@@ -73,12 +73,32 @@ Deno.test("train CLI: bad flags and a missing data folder are one-line errors", 
   try {
     const missing = join(root, "no-such-data");
     const out = join(root, "run");
-    const [unknown, model, epochs, data] = await Promise.all([
+    // A run folder that exists already, and one where the task may not write.
+    const taken = join(root, "taken");
+    await Deno.mkdir(taken);
+    await Deno.writeTextFile(join(taken, "metrics.jsonl"), "old\n");
+    const outside = "regnet-not-writable-" + crypto.randomUUID();
+    const [unknown, model, epochs, data, existing, forbidden] = await Promise.all([
       runCli(TRAIN_TS, "train", ["--model", "resnet20", "--bogus-flag", "3"]),
       runCli(TRAIN_TS, "train", ["--model", "nosuch"]),
       runCli(TRAIN_TS, "train", ["--model", "resnet20", "--epochs", "-3", "--out", out]),
       runCli(TRAIN_TS, "train", ["--model", "resnet20", "--data", missing, "--out", out]),
+      runCli(TRAIN_TS, "train", ["--model", "resnet20", "--data", missing, "--out", taken]),
+      runCli(TRAIN_TS, "train", ["--model", "resnet20", "--data", missing, "--out", outside]),
     ]);
+
+    // Both checked before the data (which is missing here) is read.
+    const x = oneErrorLine(existing);
+    assert.ok(x.includes(`--resume ${taken}`) && x.includes("fresh --out"), x);
+    assert.equal(await Deno.readTextFile(join(taken, "metrics.jsonl")), "old\n");
+    const f = oneErrorLine(forbidden);
+    assert.ok(
+      f.includes(`--out ${outside}`) &&
+        f.includes(`deno run --allow-read --allow-write=${outside},runs,data `) &&
+        f.includes(" train.ts ") && !f.includes("run again with"),
+      f,
+    );
+    await assert.rejects(() => Deno.stat(outside), Deno.errors.NotFound);
 
     const u = oneErrorLine(unknown);
     assert.match(u, /--bogus-flag/);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
-import { hasAdapter, relErr } from "./support/gpu.ts";
+import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { batchNormTraining, FUSED_BATCH_NORM, FUSED_BATCH_NORM_GRAD } from "../ops/batchnorm.ts";
 import { kernelOnCurrentBackend } from "../ops/support.ts";
@@ -143,6 +143,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await initBackend({ log: null });
+    const errors = gpuErrors();
     try {
       for (const [i, shape] of CASES.entries()) {
         for (const activation of ["linear", "relu"] as Activation[]) {
@@ -167,8 +168,11 @@ Deno.test({
           for (const [k, name] of NAMES.entries()) {
             const what = `${shape} ${activation} ${name}`;
             const scale = name === "dx" ? dxScale : 0;
-            assert.ok(relErr(fused[k], webgpu[k], scale) <= 1e-5, `${what} vs webgpu tf-ops`);
-            assert.ok(relErr(fused[k], cpu[k], scale) <= 1e-5, `${what} vs cpu tf-ops`);
+            // A device error drops whole submits and leaves stale outputs: name it first.
+            assert.deepEqual(errors, [], `${what}: GPU errors`);
+            const [eg, ec] = [relErr(fused[k], webgpu[k], scale), relErr(fused[k], cpu[k], scale)];
+            assert.ok(eg <= 1e-5, `${what} vs webgpu tf-ops: ${eg}; ${diff(fused[k], webgpu[k])}`);
+            assert.ok(ec <= 1e-5, `${what} vs cpu tf-ops: ${ec}; ${diff(fused[k], cpu[k])}`);
           }
         }
       }
@@ -226,6 +230,15 @@ async function runResidual(
 
 const RESIDUAL_NAMES = [...NAMES, "dshortcut"];
 
+/** The largest difference between `a` and `b`: where, and both values there. */
+function diff(a: ArrayLike<number>, b: ArrayLike<number>): string {
+  let at = 0;
+  for (let i = 1; i < a.length; i++) {
+    if (Math.abs(a[i] - b[i]) > Math.abs(a[at] - b[at])) at = i;
+  }
+  return `largest difference at ${at}: ${a[at]} vs ${b[at]}`;
+}
+
 /** Positions where `a[i] !== b[i]` (so +0 and -0 count as equal), at most 3. */
 function mismatches(a: Float32Array, b: Float32Array): number[] {
   assert.equal(a.length, b.length);
@@ -242,6 +255,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await initBackend({ log: null });
+    const errors = gpuErrors();
     try {
       registerBatchNormKernels();
       for (const [i, shape] of CASES.entries()) {
@@ -263,9 +277,18 @@ Deno.test({
             const fused = await runResidual(data, s, activation, "fused");
             assert.deepEqual(fusedBatchNormStats(), { forward: 2, backward: 1 });
             const composed = await runResidual(data, s, activation, "composed");
+            assert.deepEqual(errors, [], `${shape} ${activation} ${what}: GPU errors`);
             for (const [k, name] of RESIDUAL_NAMES.entries()) {
               const bad = mismatches(fused[k], composed[k]);
-              assert.deepEqual(bad, [], `${shape} ${activation} ${what} ${name} at ${bad}`);
+              assert.deepEqual(
+                bad,
+                [],
+                `${shape} ${activation} ${what} ${name} at ${bad}: fused ${
+                  bad.map((j) => fused[k][j])
+                }, composed ${bad.map((j) => composed[k][j])}, y ${
+                  bad.map((j) => `${fused[0][j]}/${composed[0][j]}`)
+                }`,
+              );
             }
             if (activation === "relu" && what === "cancelling") {
               assert.ok(fused[0].some((v, k) => k % 3 === 0 && v === 0), "cancelled to 0");
@@ -287,6 +310,44 @@ Deno.test({
       unregisterBatchNormKernels();
       unregisterFastKernels();
       await tf.setBackend("webgpu");
+    }
+  },
+});
+
+Deno.test({
+  name: "fused batch norm: the same call twice gives the same bits (what the cancelling " +
+    "shortcut above relies on), before and after other shapes run",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    const errors = gpuErrors();
+    try {
+      registerBatchNormKernels();
+      const runs = async () => {
+        const out: Float32Array[][] = [];
+        for (const [i, shape] of CASES.entries()) {
+          const data = makeData(shape, 500 + i, 0.5, 1.5);
+          const rng = new Rng(600 + i);
+          const shortcut = Float32Array.from(data.x, () => normal(rng));
+          out.push(await runResidual(data, shortcut, "relu", "fused"));
+          out.push(await runBn(data, "linear"));
+        }
+        return out;
+      };
+      const [first, second] = [await runs(), await runs()];
+      assert.deepEqual(errors, [], "GPU errors");
+      for (let r = 0; r < first.length; r++) {
+        const shape = CASES[r >> 1];
+        first[r].forEach((values, k) => {
+          const bad = mismatches(values, second[r][k]);
+          assert.deepEqual(bad, [], `${shape} run ${r % 2} output ${k} at ${bad}`);
+        });
+      }
+    } finally {
+      unregisterBatchNormKernels();
+      unregisterFastKernels();
     }
   },
 });

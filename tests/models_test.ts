@@ -110,6 +110,68 @@ Deno.test("safetensors weights round-trip, and bad files name what is wrong", as
   b.dispose();
 });
 
+Deno.test("weights without num_batches_tracked load with the count at 0, as in PyTorch", async () => {
+  const a = createModel("resnet20", { seed: 1 });
+  const b = createModel("resnet20", { seed: 2 });
+  try {
+    const x = tf.randomNormal([2, 32, 32, 3], 0, 1, "float32", 1) as tf.Tensor4D;
+    await trainStep(a, new SGD({ lr: 0.1 }), x, tf.tensor1d([1, 2], "int32"));
+    const full = parseSafetensors(await saveWeights(a)).tensors;
+    assert.equal(full.get("bn1.num_batches_tracked")!.data[0], 1n);
+    // An older PyTorch checkpoint: no batch counters.
+    const old = new Map([...full].filter(([k]) => !k.endsWith("num_batches_tracked")));
+    assert.ok(old.size < full.size);
+    await loadWeights(b, serializeSafetensors(old));
+    const got = await stateDict(b);
+    for (const [name, t] of full) {
+      if (name.endsWith("num_batches_tracked")) assert.equal(got.get(name)!.data[0], 0n, name);
+      else assert.deepEqual(got.get(name)!.data, t.data, name);
+    }
+    // Any other BatchNorm tensor stays required.
+    old.delete("bn1.running_mean");
+    await assert.rejects(
+      () => loadWeights(b, serializeSafetensors(old)),
+      (e: Error) =>
+        e instanceof UserError && /missing bn1\.running_mean/.test(e.message) &&
+        !/num_batches_tracked/.test(e.message),
+    );
+    x.dispose();
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+});
+
+Deno.test("a truncated safetensors file says so, with the bytes expected and found", async () => {
+  const model = createModel("resnet20", { seed: 1 });
+  try {
+    const bytes = await saveWeights(model);
+    const cut = bytes.subarray(0, bytes.length - 1000);
+    await assert.rejects(
+      () => loadWeights(model, cut),
+      (e: Error) => {
+        assert.ok(e instanceof UserError, String(e));
+        assert.equal(
+          e.message,
+          `weights: truncated file: expected ${bytes.length} bytes, has ${cut.length}`,
+        );
+        return true;
+      },
+    );
+    // Cut inside the header: the header's own length is the least the file must have.
+    const headerEnd = 8 +
+      Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    await assert.rejects(
+      () => loadWeights(model, bytes.subarray(0, 100)),
+      (e: Error) =>
+        e instanceof UserError && e.message ===
+          `weights: truncated file: expected at least ${headerEnd} bytes (its header alone), has 100`,
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
 Deno.test("models save and load in the TensorFlow.js LayersModel format", async () => {
   await Deno.mkdir(".test-tmp", { recursive: true });
   const dir = await Deno.makeTempDir({ dir: ".test-tmp" });

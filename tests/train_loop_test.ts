@@ -11,7 +11,7 @@ import { decodePng } from "../deps.ts";
 import { parseSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { createModel } from "../models/registry.ts";
 import { loadWeights, stateDict } from "../models/weights.ts";
-import { readRun } from "../run/records.ts";
+import { appendEpochRecord, readRun } from "../run/records.ts";
 import { loadCheckpoint } from "../run/checkpoint.ts";
 import { learningRate, PRESETS, resolveConfig, type TrainConfig } from "../training/config.ts";
 import { RUN_FILES, type SavedRun, train } from "../training/loop.ts";
@@ -208,6 +208,91 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
         assert.ok(Math.abs(recC[1].train_loss - recA[1].train_loss) <= 1e-6);
         assert.equal(recC[1].train_acc, recA[1].train_acc);
         assert.deepEqual(await tmpFiles(dirC), []);
+      },
+    );
+    /** Asserts that the run in `dir` ended as run A: same checkpoint and same records. */
+    const assertSameAsA = async (dir: string) => {
+      const a = (await readSafetensors(join(dirA, RUN_FILES.checkpoint))).tensors;
+      const b = (await readSafetensors(join(dir, RUN_FILES.checkpoint))).tensors;
+      assertSameTensors(a, b, 1e-6, `${dir}: checkpoint after epoch 2 (model and momentum)`);
+      const recA = (await readRun(dirA)).records, rec = (await readRun(dir)).records;
+      assert.deepEqual(rec.map((r) => r.epoch), [1, 2]);
+      for (let i = 0; i < 2; i++) {
+        assert.equal(rec[i].lr, recA[i].lr);
+        for (const key of ["train_loss", "train_acc", "val_loss", "val_acc"] as const) {
+          assert.ok(
+            Math.abs(rec[i][key] - recA[i][key]) <= 1e-6,
+            `${dir}: epoch ${i + 1} ${key}: ${rec[i][key]} vs ${recA[i][key]}`,
+          );
+        }
+      }
+      assert.deepEqual(await tmpFiles(dir), []);
+    };
+    await t.step(
+      "resume after Ctrl-C in the middle of epoch 1 gives the uninterrupted run",
+      async () => {
+        const dir = join(root, "e1");
+        const first = await train(config, { out: dir, log: silent([]), stopAfterSteps: 1 });
+        assert.deepEqual([first.epochs, first.interrupted], [0, true]);
+        const log: string[] = [];
+        const second = await train(config, { log: silent(log) }, dir);
+        assert.deepEqual([second.epochs, second.interrupted], [2, false]);
+        assert.ok(log.some((l) => l.includes("step 1 of epoch 1")), log.join("\n"));
+        await assertSameAsA(dir);
+      },
+    );
+    await t.step(
+      "resume after Ctrl-C before the first step (or a kill in epoch 1) starts over the same way",
+      async () => {
+        const dir = join(root, "e0");
+        const stop = new AbortController();
+        stop.abort();
+        const first = await train(config, { out: dir, log: silent([]), signal: stop.signal });
+        assert.deepEqual([first.epochs, first.interrupted], [0, true]);
+        assert.deepEqual((await readRun(dir)).records, []);
+        await train(config, { log: silent([]) }, dir);
+        await assertSameAsA(dir);
+      },
+    );
+    await t.step(
+      "a kill between an epoch's record and its checkpoint: the epoch is run and recorded once",
+      async () => {
+        const dir = join(root, "dup");
+        await train(config, { out: dir, log: silent([]), stopAfterEpochs: 1 });
+        const { records } = await readRun(dir);
+        // As if killed after appending epoch 2's record, before writing its checkpoint.
+        await appendEpochRecord(dir, { ...records[0], epoch: 2, train_loss: 9 });
+        await train(config, { log: silent([]) }, dir);
+        await assertSameAsA(dir);
+      },
+    );
+    await t.step(
+      "--out naming an existing run folder is refused and nothing in it changes",
+      async () => {
+        const before = new Map<string, Uint8Array>();
+        for await (const e of Deno.readDir(dirA)) {
+          before.set(e.name, await Deno.readFile(join(dirA, e.name)));
+        }
+        await assert.rejects(
+          () => train(config, { out: dirA, log: silent([]) }),
+          (e) => {
+            assert.ok(e instanceof UserError, String(e));
+            assert.ok(e.message.includes(`--resume ${dirA},`), e.message);
+            assert.match(e.message, /fresh --out/);
+            assert.ok(!e.message.includes("\n"), "one line");
+            return true;
+          },
+        );
+        const after = new Map<string, Uint8Array>();
+        for await (const e of Deno.readDir(dirA)) {
+          after.set(e.name, await Deno.readFile(join(dirA, e.name)));
+        }
+        assert.deepEqual(after, before);
+        // An empty folder is fine.
+        const empty = join(root, "empty");
+        await Deno.mkdir(empty);
+        const r = await train({ ...config, epochs: 1 }, { out: empty, log: silent([]) });
+        assert.equal(r.epochs, 1);
       },
     );
   } finally {

@@ -19,12 +19,14 @@ import {
   epochLineHeader,
   type EpochRecord,
   formatEpochLine,
+  METRICS_FILE,
   readRun,
   RUN_FILES,
   type SavedRun,
+  writeEpochRecords,
   writeRunConfig,
 } from "../run/records.ts";
-import { UserError } from "../util/errors.ts";
+import { requireWrite, UserError } from "../util/errors.ts";
 import { learningRate, type TrainConfig } from "./config.ts";
 import {
   loadCheckpoint,
@@ -134,7 +136,16 @@ export async function train(
       "-",
     );
     dir = options.out ?? join("runs", `${config.model}-${stamp}`);
+    // Another run's folder is never written over (its metrics would mix with this run's).
+    if (await holdsFiles(dir)) {
+      throw new UserError(
+        `--out ${dir} already holds files (a run folder?): continue that run with ` +
+          `--resume ${dir}, or give a fresh --out`,
+      );
+    }
   }
+  // Checked before the data loads, so that a folder the run may not write fails at once.
+  await requireWrite(dir, resumeDir ? "--resume" : "--out", "train.ts");
   // Data first: a wrong --data fails at once, before the GPU starts (host arrays only).
   const { trainSet, valSet } = await loadData(config, log);
   const backend: BackendInfo = await initBackend({ backend: config.backend, log });
@@ -184,6 +195,10 @@ export async function train(
         val_images: valSet.size,
       };
       await writeRunConfig(dir, saved);
+      await writeEpochRecords(dir, []);
+      // The initial weights, so that a run stopped (or killed) before its first checkpoint
+      // resumes from the start of epoch 1 with the same weights.
+      await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
       log(`config ${JSON.stringify(config)}`);
     }
     log(
@@ -191,7 +206,9 @@ export async function train(
         `${trainSet.size} training and ${valSet.size} validation images; run folder ${dir}`,
     );
     log(epochLineHeader());
-    const records: EpochRecord[] = resumeDir ? (await readRun(dir)).records : [];
+    // Records of the epochs the checkpoint holds: a run killed after writing an epoch's record
+    // but before its checkpoint repeats that epoch, so its record is written again.
+    const records: EpochRecord[] = resumeDir ? await resumedRecords(dir, progress.epoch) : [];
     let interrupted = false, epochsRun = 0;
     const budget = { steps: options.stopAfterSteps ?? Infinity };
     for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
@@ -269,6 +286,43 @@ export async function train(
     opt.dispose();
     model.dispose();
   }
+}
+
+/** Whether `dir` exists and is not empty. */
+async function holdsFiles(dir: string): Promise<boolean> {
+  try {
+    for await (const _ of Deno.readDir(dir)) return true;
+    return false;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    if (e instanceof Deno.errors.NotADirectory) {
+      throw new UserError(`--out ${dir} is a file; give a folder`);
+    }
+    throw e;
+  }
+}
+
+/**
+ * The records of the first `epochs` epochs of a run being resumed (a run folder stopped in its
+ * first epoch may have no `metrics.jsonl`); `metrics.jsonl` is rewritten to hold just those.
+ */
+async function resumedRecords(dir: string, epochs: number): Promise<EpochRecord[]> {
+  let records: EpochRecord[] = [];
+  try {
+    records = (await readRun(dir)).records;
+  } catch (e) {
+    const missing = await Deno.stat(join(dir, METRICS_FILE)).then(() => false, () => true);
+    if (!(missing && epochs === 0)) throw e;
+  }
+  if (records.length < epochs) {
+    throw new UserError(
+      `${join(dir, METRICS_FILE)}: ${records.length} epoch records, but the checkpoint is ` +
+        `after epoch ${epochs}`,
+    );
+  }
+  records = records.slice(0, epochs);
+  await writeEpochRecords(dir, records);
+  return records;
 }
 
 interface EpochFit {

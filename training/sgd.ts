@@ -7,10 +7,8 @@
 import { tf } from "../deps.ts";
 import { inPlaceSgdAvailable, type SgdSlot, sgdStepInPlace } from "../ops/sgd.ts";
 
-/** The tfjs variable name of a momentum buffer. */
-function bufferName(param: string): string {
-  return `sgd/${param}/momentum_buffer`;
-}
+/** Instances made so far: each names its tfjs variables apart from every other's. */
+let instances = 0;
 
 /** Hyperparameters of {@link SGD}, as `torch.optim.SGD` takes them. */
 export interface SGDOptions {
@@ -61,6 +59,8 @@ export class SGD {
   /** Nesterov momentum. */
   readonly nesterov: boolean;
   #buffers = new Map<string, tf.Variable>();
+  /** Prefix of this optimizer's tfjs variable names (tfjs names variables process-wide). */
+  readonly #prefix = `sgd${instances++}`;
 
   /** @param options hyperparameters */
   constructor(options: SGDOptions) {
@@ -96,7 +96,7 @@ export class SGD {
       if (!grad) continue;
       if (inPlace && variable.dtype === "float32" && grad.dtype === "float32") {
         const buffer = this.momentum !== 0 ? this.#buffers.get(name) ?? null : null;
-        slots.push({ param: variable, grad, buffer, bufferName: bufferName(name) });
+        slots.push({ param: variable, grad, buffer, bufferName: this.#bufferName(name) });
         names.push(name);
         continue;
       }
@@ -107,7 +107,7 @@ export class SGD {
           let next: tf.Tensor;
           if (!buffer) {
             next = d;
-            this.#buffers.set(name, tf.variable(d.clone(), false, bufferName(name)));
+            this.#buffers.set(name, tf.variable(d.clone(), false, this.#bufferName(name)));
           } else {
             next = buffer.mul(this.momentum).add(this.dampening ? d.mul(1 - this.dampening) : d);
             buffer.assign(next);
@@ -139,10 +139,15 @@ export class SGD {
   setBuffer(name: string, value: tf.Tensor): void {
     const old = this.#buffers.get(name);
     if (old) old.assign(value);
-    else this.#buffers.set(name, tf.variable(value, false, bufferName(name)));
+    else this.#buffers.set(name, tf.variable(value, false, this.#bufferName(name)));
   }
 
-  /** Frees the momentum buffers. */
+  /** The tfjs variable name of a parameter's momentum buffer: unique to this optimizer. */
+  #bufferName(param: string): string {
+    return `${this.#prefix}/${param}/momentum_buffer`;
+  }
+
+  /** Frees the momentum buffers (the optimizer may step again: they start afresh). */
   dispose(): void {
     for (const b of this.#buffers.values()) b.dispose();
     this.#buffers.clear();

@@ -12,6 +12,7 @@
  * | `recordAndSubmit` | the dispatch cache (records covered programs itself) |
  * | `submitQueue` | the dispatch cache (destroys retired uniform buffers after the submit) |
  * | `getBufferData` | the buffer affinity (a read back starts a new step) |
+ * | `readSync` | an error instead of tfjs's canvas read, where Deno has no 2D canvas |
  * | `BufferManager.acquireBuffer` | capture's buffer ownership, then the buffer affinity |
  * | `BufferManager.releaseBuffer` | capture's buffer ownership |
  *
@@ -23,6 +24,8 @@
 
 /** The position of each listener in its method's list: lower runs first (outer). */
 export const ORDER = {
+  /** `dataSync()` on a GPU tensor: an error that says what to use (`tfjs.ts`). */
+  explain: 0,
   /** Capture: buffer ownership and the count of programs run. */
   capture: 10,
   /** `countDispatches`. */

@@ -9,6 +9,7 @@
  * @module
  */
 import { tf, WebGPUBackend } from "../../deps.ts";
+import { listen, ORDER } from "./patches.ts";
 
 /** The tfjs version whose internals this file describes. */
 export const TFJS_VERSION = "4.22.0";
@@ -43,6 +44,7 @@ export interface TensorData {
   resource: unknown;
   values: unknown;
   refCount: number;
+  dtype: string;
 }
 
 /** The parts of tfjs's `BufferManager` the runtime reads, updates and wraps. */
@@ -78,6 +80,7 @@ export interface BackendInternals {
   submitQueue(): void;
   uploadToGPU(dataId: object): void;
   getBufferData(buffer: GPUBuffer): Promise<ArrayBuffer | null>;
+  readSync(dataId: object): unknown;
   runWebGPUProgram(
     program: ProgramLike,
     inputs: tf.TensorInfo[],
@@ -103,6 +106,8 @@ export const METHODS = {
   submit: "submitQueue",
   /** `WebGPUBackend.getBufferData`: a read back to the host. */
   read: "getBufferData",
+  /** `WebGPUBackend.readSync`: `dataSync()` and `arraySync()`. */
+  readSync: "readSync",
   /** `BufferManager.acquireBuffer`: a buffer from the pool. */
   acquire: "acquireBuffer",
   /** `BufferManager.releaseBuffer`: a buffer back to the pool. */
@@ -129,6 +134,7 @@ export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | 
   submitQueue: "function",
   uploadToGPU: "function",
   getBufferData: "function",
+  readSync: "function",
   runWebGPUProgram: "function",
   recordAndSubmit: "function",
 };
@@ -235,6 +241,33 @@ export function registerWebGpuFactory(storageBindings: number): void {
     });
     return new WebGPUBackend(device, adapter.info);
   }, 3);
+}
+
+const EXPLAINED = Symbol.for("regnet-vision.explainedSyncReads");
+
+/**
+ * tfjs's webgpu backend reads a GPU tensor synchronously (`dataSync`, `arraySync`) by drawing
+ * it into a 2D canvas; Deno has no 2D canvas and there is no synchronous buffer read in WebGPU,
+ * so it crashed inside tfjs (`Cannot read properties of null (reading 'clearRect')`). Where no
+ * 2D canvas exists, such a read throws `message` instead (a listener on `readSync`, installed
+ * once per backend); tensors whose values are on the CPU (read before, or never uploaded) still
+ * read synchronously.
+ *
+ * @param backend the webgpu backend
+ * @param message the error's message
+ */
+export function explainSyncReads(backend: WebGPUBackend, message: string): void {
+  if (typeof OffscreenCanvas !== "undefined" && new OffscreenCanvas(1, 1).getContext("2d")) return;
+  const be = internals(backend) as BackendInternals & { [EXPLAINED]?: boolean };
+  if (be[EXPLAINED]) return;
+  be[EXPLAINED] = true;
+  listen(be, METHODS.readSync, ORDER.explain, (self, args, next) => {
+    const data = (self as BackendInternals).tensorMap.get(args[0] as object);
+    if (data && data.values == null && !["string", "complex64"].includes(data.dtype)) {
+      throw new Error(message);
+    }
+    return next(args);
+  });
 }
 
 /**

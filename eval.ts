@@ -68,11 +68,8 @@ runCli(async () => {
   }
 
   const run = v["run"] as string | undefined;
-  const { saved, model: modelName, weights } = await runModel({
-    run,
-    model: v["model"] as string | undefined,
-    weights: v["weights"] as string | undefined,
-  });
+  // --run, --model, --weights
+  const { saved, model: modelName, weights } = await runModel(v as Parameters<typeof runModel>[0]);
   // Where results go is checked before the data loads and the model runs.
   const jsonPath = (v["json"] as string | undefined) ??
     (run ? join(run, RUN_FILES.eval) : undefined);

@@ -50,11 +50,8 @@ runCli(async () => {
     throw new UserError(`unexpected argument "${positionals[0]}"; see --help`);
   }
   const run = v["run"] as string | undefined;
-  const { saved, model: modelName, weights } = await runModel({
-    run,
-    model: v["model"] as string | undefined,
-    weights: v["weights"] as string | undefined,
-  });
+  // --run, --model, --weights
+  const { saved, model: modelName, weights } = await runModel(v as Parameters<typeof runModel>[0]);
   const format = (v["format"] as typeof FORMATS[number] | undefined) ?? "onnx";
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
     modelSpec(modelName).defaultInputSize;

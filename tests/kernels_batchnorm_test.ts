@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { countDispatches, counters } from "../webgpu/runtime/counters.ts";
-import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
+import { gpuErrors, hasAdapter, lagSubmits, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { batchNormTraining, FUSED_BATCH_NORM, FUSED_BATCH_NORM_GRAD } from "../ops/batchnorm.ts";
 import { kernelOnCurrentBackend } from "../ops/support.ts";
@@ -470,4 +470,64 @@ Deno.test("planBatchNorm: chunks cover the rows, lanes read at least 4 rows", ()
     if (p.splits > 1) assert.ok(p.chunk >= 4 * p.tileR);
   }
   assert.equal(planBatchNorm(65536, 16).splits, 256);
+});
+
+Deno.test({
+  name: "fused batch norm: the exact cases give the same bits with the GPU lagging far behind " +
+    "the host (as on a loaded machine)",
+  ignore: !hasAdapter,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await initBackend({ log: null });
+    const errors = gpuErrors();
+    // One value per channel: y = beta and mean = x exactly, in both paths. A cancelling
+    // shortcut: the ReLU's input is exactly 0 at every third value.
+    const single = makeData([1, 1, 1, 3], 105, 0.5, 1.5);
+    const data = makeData([1, 3, 5, 1], 300, 0.5, 1.5);
+    const rng = new Rng(400);
+    const shortcut = Float32Array.from(data.x, () => normal(rng));
+    const exact = async () => {
+      const out: Float32Array[][] = [];
+      registerBatchNormKernels();
+      const fused = await runBn(single, "linear");
+      unregisterBatchNormKernels();
+      const stock = await runBn(single, "linear");
+      registerBatchNormKernels();
+      for (const ys of [fused, stock]) {
+        assert.deepEqual([...ys[0]], [...single.beta], "y = beta");
+        assert.deepEqual([...ys[1]], [...single.x], "mean = x");
+      }
+      const [bn] = await runResidual(data, new Float32Array(data.x.length), "linear", "fused");
+      const cancelling = shortcut.map((v, k) => k % 3 === 0 ? -bn[k] : v);
+      const a = await runResidual(data, cancelling, "relu", "fused");
+      const b = await runResidual(data, cancelling, "relu", "composed");
+      for (const [k, name] of RESIDUAL_NAMES.entries()) {
+        const bad = mismatches(a[k], b[k]);
+        assert.deepEqual(bad, [], `cancelling ${name} at ${bad}: ${bad.map((j) => a[k][j])}`);
+      }
+      out.push(fused, stock, a, b);
+      return out;
+    };
+    try {
+      const calm = await exact();
+      const unlag = lagSubmits();
+      let lagged: Float32Array[][];
+      try {
+        lagged = await exact();
+      } finally {
+        unlag();
+      }
+      assert.deepEqual(errors, [], "GPU errors");
+      calm.forEach((outputs, r) =>
+        outputs.forEach((values, k) => {
+          const bad = mismatches(values, lagged[r][k]);
+          assert.deepEqual(bad, [], `run ${r} output ${k} at ${bad}`);
+        })
+      );
+    } finally {
+      unregisterBatchNormKernels();
+      unregisterFastKernels();
+    }
+  },
 });

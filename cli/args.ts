@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { UserError } from "../util/errors.ts";
+import { denoRunLine, TASK_PERMISSIONS, taskWrites, UserError } from "../util/errors.ts";
 
 /** One flag: its kind, its help line and, for `choice`, the valid values. */
 export interface FlagSpec {
@@ -166,11 +166,10 @@ export function permissionHint(message: string): string {
   );
   if (!m) return message;
   const [, kind, target, flag] = m;
-  const script = Deno.mainModule.split("/").pop() ?? "train.ts";
-  const tasks = "--allow-read --allow-write=runs,data --allow-net=www.cs.toronto.edu";
-  const own = kind === "write"
-    ? tasks.replace("runs,data", `${target},runs,data`)
-    : `${tasks} ${flag}=${target}`;
-  return `no ${kind} permission for ${target} (the deno tasks write only under runs/ and data/); ` +
-    `run deno run ${own} --allow-env=XDG_RUNTIME_DIR ${script} ... instead`;
+  const main = Deno.mainModule.split("/").pop() ?? "";
+  const script = main in TASK_PERMISSIONS ? main : "train.ts";
+  const line = kind === "write"
+    ? denoRunLine(script, target)
+    : denoRunLine(script, undefined, `${flag}=${target}`);
+  return `no ${kind} permission for ${target} (${taskWrites(script)}); run ${line} instead`;
 }

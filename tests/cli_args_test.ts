@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type FlagSpec, helpText, parseFlags, permissionHint } from "../cli/args.ts";
+import { denoRunLine, TASK_PERMISSIONS } from "../util/errors.ts";
 import { UserError } from "../util/errors.ts";
 
 const SPECS: Record<string, FlagSpec> = {
@@ -71,4 +72,18 @@ Deno.test("a missing permission names the deno run line, not a flag the task wou
   assert.match(hint, /run deno run --allow-read --allow-write=\/tmp\/grid\.png,runs,data /);
   const other = "Requires read access to x";
   assert.equal(permissionHint(other), other, "other messages are kept");
+});
+
+Deno.test("the suggested deno run line grants what the entry point's task grants", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  for (const script of Object.keys(TASK_PERMISSIONS)) {
+    const task = Object.values(config.tasks as Record<string, string>)
+      .find((t) => t.startsWith("deno run ") && t.endsWith(` ${script}`));
+    assert.ok(task, `a deno task runs ${script}`);
+    assert.equal(`${denoRunLine(script)}`, `${task} ...`, script);
+  }
+  assert.equal(
+    denoRunLine("export.ts", "/tmp/m"),
+    "deno run --allow-read --allow-write=/tmp/m,runs export.ts ...",
+  );
 });

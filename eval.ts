@@ -24,7 +24,7 @@ import {
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { evaluate } from "./training/evaluate.ts";
 
-import { writeFileAtomic } from "./run/checkpoint.ts";
+import { writeFileAtomic } from "./util/files.ts";
 import { Rng } from "./util/rng.ts";
 import { requireWrite, UserError } from "./util/errors.ts";
 

@@ -15,7 +15,7 @@ import { assignStateDict, readStateDict, saveWeights, stateEntries } from "./mod
 import { saveLayersModel } from "./models/tfjs_io.ts";
 import { runModel } from "./run/records.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
-import { writeFileAtomic } from "./run/checkpoint.ts";
+import { writeFileAtomic } from "./util/files.ts";
 import { UserError } from "./util/errors.ts";
 
 const FORMATS = ["onnx", "safetensors", "tfjs"] as const;
@@ -33,6 +33,21 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "help": { kind: "bool", help: "show this help" },
 };
+
+/** The number of classes of weights without a run: the rows of the model's head tensor. */
+function headRows(
+  modelName: string,
+  inputSize: number,
+  tensors: Map<string, { shape: number[] }>,
+  weights: string,
+): number {
+  const probe = createModel(modelName, { numClasses: 1, inputSize });
+  const head = stateEntries(probe).at(-1)!.name;
+  probe.dispose();
+  const rows = tensors.get(head)?.shape[0];
+  if (!rows) throw new UserError(`${weights}: has no ${head}, the head of ${modelName}`);
+  return rows;
+}
 
 runCli(async () => {
   const { values: v, positionals } = parseFlags(Deno.args, FLAGS);
@@ -63,12 +78,7 @@ runCli(async () => {
   await initBackend({ backend: "cpu", log: null });
   const { tensors, notes } = await readStateDict(weights);
   for (const note of notes) console.log(`${weights}: ${note}`);
-  // The number of classes is the head's: the rows of the model's last state-dict tensor.
-  const probe = createModel(modelName, { numClasses: 1, inputSize });
-  const head = stateEntries(probe).at(-1)!.name;
-  probe.dispose();
-  const numClasses = saved?.classes.length ?? tensors.get(head)?.shape[0];
-  if (!numClasses) throw new UserError(`${weights}: has no ${head}, the head of ${modelName}`);
+  const numClasses = saved?.classes.length ?? headRows(modelName, inputSize, tensors, weights);
   const model = createModel(modelName, { numClasses, inputSize });
   assignStateDict(model, tensors, weights);
 

@@ -1,6 +1,6 @@
 /**
- * Image classifiers for Deno on WebGPU, exact against PyTorch: the reference code's ResNet20, ResNet20
- * with ConvRNN or ConvGRU cells in its blocks, and torchvision's RegNetY-400MF, trained with
+ * Image classifiers for Deno on WebGPU, exact against PyTorch: the reference code's ResNet20,
+ * ResNet20 with ConvRNN or ConvGRU cells in its blocks, and torchvision's RegNetY-400MF, trained with
  * PyTorch's SGD and BatchNorm semantics through tfjs.
  *
  * ```ts

@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { denoRunLine, TASK_PERMISSIONS, taskWrites, UserError } from "../util/errors.ts";
+import { permissionMessage, TASK_PERMISSIONS, UserError } from "../util/errors.ts";
 
 /** One flag: its kind, its help line and, for `choice`, the valid values. */
 export interface FlagSpec {
@@ -154,22 +154,22 @@ export async function runCli(main: () => Promise<void>): Promise<void> {
 
 /**
  * Deno's message for a missing permission says "run again with the --allow-write flag", which
- * `deno task train` would take as a flag of its own: the hint names the `deno run` line instead.
+ * `deno task train` would take as a flag of its own: for the entry points of the tasks, the hint
+ * names the `deno run` line instead.
  *
  * @param message Deno's first line, e.g. `Requires write access to "x", run again with the
  * --allow-write flag`
+ * @param script the entry point that ran (default: this process's main module)
  * @returns the line to print
  */
-export function permissionHint(message: string): string {
+export function permissionHint(
+  message: string,
+  script = Deno.mainModule.split("/").pop() ?? "",
+): string {
   const m = message.match(
     /^Requires (\w+) access to "?([^",]+)"?, run again with the (--allow-\w+) flag/,
   );
-  if (!m) return message;
+  if (!m || !(script in TASK_PERMISSIONS)) return message;
   const [, kind, target, flag] = m;
-  const main = Deno.mainModule.split("/").pop() ?? "";
-  const script = main in TASK_PERMISSIONS ? main : "train.ts";
-  const line = kind === "write"
-    ? denoRunLine(script, target)
-    : denoRunLine(script, undefined, `${flag}=${target}`);
-  return `no ${kind} permission for ${target} (${taskWrites(script)}); run ${line} instead`;
+  return permissionMessage(kind, target, script, flag);
 }

@@ -29,7 +29,6 @@ export const DTYPE_BYTES: Readonly<Record<SafeDtype, number>> = {
   I32: 4,
   U8: 1,
 };
-const BYTES = DTYPE_BYTES;
 
 /**
  * Reads a safetensors buffer.
@@ -92,10 +91,10 @@ export function parseSafetensors(
       shape: number[];
       data_offsets: [number, number];
     };
-    if (!(dtype in BYTES)) fail(`tensor "${name}" has unsupported dtype ${dtype}`);
+    if (!(dtype in DTYPE_BYTES)) fail(`tensor "${name}" has unsupported dtype ${dtype}`);
     const count = shape.reduce((a, b) => a * b, 1);
     const [begin, end] = offsets;
-    if (end - begin !== count * BYTES[dtype] || dataStart + end > bytes.byteLength) {
+    if (end - begin !== count * DTYPE_BYTES[dtype] || dataStart + end > bytes.byteLength) {
       fail(`tensor "${name}" byte range [${begin}, ${end}) does not fit shape [${shape}]`);
     }
     const raw = bytes.slice(dataStart + begin, dataStart + end); // a copy, aligned
@@ -172,7 +171,7 @@ export function serializeSafetensors(
   if (metadata) header["__metadata__"] = metadata;
   let offset = 0;
   for (const [name, t] of entries) {
-    if (t.data.BYTES_PER_ELEMENT !== BYTES[t.dtype]) {
+    if (t.data.BYTES_PER_ELEMENT !== DTYPE_BYTES[t.dtype]) {
       throw new Error(
         `safetensors: tensor "${name}" holds ${t.data.constructor.name}, not ${t.dtype}`,
       );

@@ -453,9 +453,10 @@ export interface ConvRecurrentCellArgs {
 }
 
 /**
- * The reference code's `ConvRNN` / `ConvGRU` as one layer taking `[x]` (hidden state reset to zeros) or
- * `[x, h]`, and returning the new hidden state. A hidden state whose channel count differs from
- * the cell's is reset to zeros, as in the reference code; the model builders pass none in that case.
+ * The reference code's `ConvRNN` / `ConvGRU` as one layer taking `[x]` (hidden state reset to
+ * zeros) or `[x, h]`, and returning the new hidden state. A hidden state whose channel count
+ * differs from the cell's is reset to zeros, as in the reference code; the model builders pass
+ * none in that case.
  */
 export class ConvRecurrentCell extends tf.layers.Layer implements TorchModule {
   /** tfjs serialization name. */

@@ -7,6 +7,7 @@
  */
 import { tf } from "../deps.ts";
 import { join } from "node:path";
+import { writeFileAtomic } from "../util/files.ts";
 import "./layers.ts"; // registers the custom layers with tfjs's serialization
 
 const MODEL_JSON = "model.json";
@@ -32,8 +33,11 @@ export function fileHandler(dir: string): tf.io.IOHandler {
         convertedBy: artifacts.convertedBy ?? null,
         weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: artifacts.weightSpecs ?? [] }],
       };
-      await writeAtomic(join(dir, WEIGHTS_BIN), weights);
-      await writeAtomic(join(dir, MODEL_JSON), new TextEncoder().encode(JSON.stringify(modelJson)));
+      await writeFileAtomic(join(dir, WEIGHTS_BIN), weights);
+      await writeFileAtomic(
+        join(dir, MODEL_JSON),
+        new TextEncoder().encode(JSON.stringify(modelJson)),
+      );
       return {
         modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts),
       };
@@ -51,12 +55,6 @@ export function fileHandler(dir: string): tf.io.IOHandler {
       });
     },
   };
-}
-
-async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, data);
-  await Deno.rename(tmp, path);
 }
 
 /**

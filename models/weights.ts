@@ -174,10 +174,12 @@ export function assignStateDict(
     });
   }
   return {
-    loaded: fits.map((e) => e.name),
+    loaded: [...fits, ...zeroed].map((e) => e.name),
     notLoaded: [...missing.map((m) => `${m} (not in the source)`), ...misshaped],
     unused: unexpected,
-    notes: [],
+    notes: zeroed.length
+      ? [`${zeroed.length} BatchNorm batch counters (num_batches_tracked) absent: set to 0`]
+      : [],
   };
 }
 
@@ -265,7 +267,7 @@ export async function loadWeights(
   const name = typeof source === "string" ? source : "weights";
   const { tensors, notes } = await readStateDict(source, name);
   const report = assignStateDict(model, tensors, name, options);
-  return { ...report, notes };
+  return { ...report, notes: [...notes, ...report.notes] };
 }
 
 /**

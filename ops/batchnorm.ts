@@ -136,7 +136,7 @@ export interface BatchStats {
 /** Options of {@link batchNormTraining}. */
 export interface BatchNormTrainingOptions {
   /** Activation applied to the normalized output (`"linear"`, the default, or `"relu"`). */
-  activation?: "linear" | "relu";
+  activation?: BatchNormActivation;
   /**
    * A residual shaped as `x`, added to the normalized output before the activation:
    * `act(bn(x) + shortcut)`, as `relu(add(bn(x), shortcut))` computes it (a ResNet block's tail).

@@ -67,7 +67,7 @@ tf.registerGradient({
  */
 export function fusedSqueezeExcite(
   x: tf.Tensor4D,
-  params: { w1: tf.Tensor2D; b1: tf.Tensor1D; w2: tf.Tensor2D; b2: tf.Tensor1D },
+  params: SqueezeExciteParams,
 ): tf.Tensor4D {
   const [y, saved] = tf.engine().runKernel(SQUEEZE_EXCITE, {
     x,

@@ -16,6 +16,7 @@ import {
 } from "../models/weights.ts";
 import { UserError } from "../util/errors.ts";
 import type { SGD } from "../training/sgd.ts";
+import { writeFileAtomic } from "../util/files.ts";
 
 /** The steps done of an epoch that was stopped in the middle, with its running sums. */
 export interface PartialEpoch {
@@ -46,23 +47,6 @@ export interface Progress {
 const MODEL = "model.";
 const OPTIMIZER = "optimizer.";
 const MOMENTUM = ".momentum_buffer";
-
-/**
- * Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
- *
- * @param path the destination
- * @param bytes the content
- */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
 
 /**
  * Saves model, optimizer and progress to `path` atomically.

@@ -8,10 +8,11 @@
  */
 import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import type { TrainConfig } from "../training/config.ts";
 
 /** Name of the configuration file inside a run folder. */
-export const CONFIG_FILE = "config.json";
+const CONFIG_FILE = "config.json";
 /** Name of the per-epoch metrics file inside a run folder. */
 export const METRICS_FILE = "metrics.jsonl";
 
@@ -229,9 +230,8 @@ export async function appendEpochRecord(dir: string, record: EpochRecord): Promi
  */
 export async function writeEpochRecords(dir: string, records: EpochRecord[]): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  const path = join(dir, METRICS_FILE), tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, records.map((r) => JSON.stringify(r) + "\n").join(""));
-  await Deno.rename(tmp, path);
+  const text = records.map((r) => JSON.stringify(r) + "\n").join("");
+  await writeFileAtomic(join(dir, METRICS_FILE), new TextEncoder().encode(text));
 }
 
 /** Column widths of the epoch line, in order: epoch, lr, loss, acc, loss, acc, time, img/s. */

@@ -66,12 +66,15 @@ Deno.test("flags: help lists every flag, with the choices", () => {
 Deno.test("a missing permission names the deno run line, not a flag the task would reject", () => {
   const hint = permissionHint(
     'Requires write access to "/tmp/grid.png", run again with the --allow-write flag',
+    "train.ts",
   );
   assert.ok(!hint.includes("run again with"), hint);
   assert.match(hint, /^no write permission for \/tmp\/grid\.png /);
   assert.match(hint, /run deno run --allow-read --allow-write=\/tmp\/grid\.png,runs,data /);
   const other = "Requires read access to x";
   assert.equal(permissionHint(other), other, "other messages are kept");
+  const bench = 'Requires write access to "x", run again with the --allow-write flag';
+  assert.equal(permissionHint(bench, "bench.ts"), bench, "no task line for scripts without one");
 });
 
 Deno.test("the suggested deno run line grants what the entry point's task grants", async () => {

@@ -16,9 +16,9 @@ import { createModel } from "../models/registry.ts";
 import { loadWeights, stateEntries, torchShape } from "../models/weights.ts";
 import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
 import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
-import { readRun } from "../run/records.ts";
 import { resolveConfig } from "../training/config.ts";
-import { RUN_FILES, train } from "../training/loop.ts";
+import { train } from "../training/loop.ts";
+import { readRun, RUN_FILES } from "../run/records.ts";
 import { cifarBytes, tempDir } from "./data_testutil.ts";
 
 const TRAIN_TS = fromFileUrl(new URL("../train.ts", import.meta.url));

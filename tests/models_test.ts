@@ -121,7 +121,12 @@ Deno.test("weights without num_batches_tracked load with the count at 0, as in P
     // An older PyTorch checkpoint: no batch counters.
     const old = new Map([...full].filter(([k]) => !k.endsWith("num_batches_tracked")));
     assert.ok(old.size < full.size);
-    await loadWeights(b, serializeSafetensors(old));
+    const report = await loadWeights(b, serializeSafetensors(old));
+    assert.equal(report.loaded.length, full.size, "the counters count as loaded (set to 0)");
+    assert.match(
+      report.notes.join("\n"),
+      /batch counters \(num_batches_tracked\) absent: set to 0/,
+    );
     const got = await stateDict(b);
     for (const [name, t] of full) {
       if (name.endsWith("num_batches_tracked")) assert.equal(got.get(name)!.data[0], 0n, name);

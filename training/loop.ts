@@ -33,14 +33,12 @@ import {
   type PartialEpoch,
   type Progress,
   saveCheckpoint,
-  writeFileAtomic,
 } from "../run/checkpoint.ts";
+import { writeFileAtomic } from "../util/files.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
 import { GraphedTrainStep } from "./graphed.ts";
-
-export { RUN_FILES, type SavedRun };
 
 /** Options of {@link train}. */
 export interface TrainOptions {

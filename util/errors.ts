@@ -35,13 +35,13 @@ export const TASK_PERMISSIONS: Record<string, { write: string; rest: string }> =
 /**
  * The `deno run` line that runs `script` as its task does, with `extra` added.
  *
- * @param script the entry point, e.g. `train.ts`
+ * @param script an entry point of {@link TASK_PERMISSIONS}, e.g. `train.ts`
  * @param write a path to allow writing besides the task's folders, if any
  * @param extra a further flag, e.g. `--allow-net=example.com`
  * @returns e.g. `deno run --allow-read --allow-write=/tmp,runs,data ... train.ts ...`
  */
 export function denoRunLine(script: string, write?: string, extra = ""): string {
-  const task = TASK_PERMISSIONS[script] ?? TASK_PERMISSIONS["train.ts"];
+  const task = TASK_PERMISSIONS[script];
   const flags = [
     "--allow-read",
     `--allow-write=${write ? `${write},` : ""}${task.write}`,
@@ -52,15 +52,30 @@ export function denoRunLine(script: string, write?: string, extra = ""): string 
 }
 
 /**
- * Where the task of `script` may write, in words.
+ * The one-line message for a permission that the task of `script` lacks, with the `deno run`
+ * line that grants it.
  *
- * @param script the entry point, e.g. `eval.ts`
- * @returns e.g. `deno task eval writes only under runs/ and data/`
+ * @param kind `write`, `net`, ...
+ * @param target the path or host
+ * @param script an entry point of {@link TASK_PERMISSIONS}
+ * @param flag Deno's flag for `kind`, e.g. `--allow-net` (for kinds other than write)
+ * @returns e.g. `no write permission for /x (deno task eval writes only under runs/ and data/);
+ * run deno run ... eval.ts ... instead`
  */
-export function taskWrites(script: string): string {
-  const task = TASK_PERMISSIONS[script] ?? TASK_PERMISSIONS["train.ts"];
+export function permissionMessage(
+  kind: string,
+  target: string,
+  script: string,
+  flag = `--allow-${kind}`,
+): string {
+  const task = TASK_PERMISSIONS[script];
   const folders = task.write.split(",").map((f) => `${f}/`).join(" and ");
-  return `deno task ${script.replace(/\.ts$/, "")} writes only under ${folders}`;
+  const line = kind === "write"
+    ? denoRunLine(script, target)
+    : denoRunLine(script, undefined, `${flag}=${target}`);
+  return `no ${kind} permission for ${target} (deno task ${
+    script.replace(/\.ts$/, "")
+  } writes only under ${folders}); run ${line} instead`;
 }
 
 /**
@@ -75,8 +90,5 @@ export async function requireWrite(path: string, flag: string, script: string): 
   let { state } = await Deno.permissions.query({ name: "write", path });
   if (state === "prompt") ({ state } = await Deno.permissions.request({ name: "write", path }));
   if (state === "granted") return;
-  throw new UserError(
-    `${flag} ${path}: no permission to write there (${taskWrites(script)}); ` +
-      `run ${denoRunLine(script, path)} instead`,
-  );
+  throw new UserError(`${flag}: ${permissionMessage("write", path, script)}`);
 }

@@ -168,9 +168,10 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
     : options.profile;
   install.profile = profile;
   install.options = { ...options, profile, split: { ...options.split } };
-  const base = profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY;
-  Object.assign(install.policies.conv, base, options.split);
-  Object.assign(install.policies.depthwise, DEFAULT_SPLIT_POLICY, options.split);
+  const base = defaultPolicies(profile);
+  Object.assign(install.policies.conv, base.conv, options.split);
+  Object.assign(install.policies.depthwise, base.depthwise, options.split);
+  Object.assign(install.policies.grouped, base.grouped);
   provide(
     "webgpu",
     "sgdStep",

@@ -76,7 +76,7 @@ export interface DispatchCacheOptions {
   maxSites?: number;
 }
 
-/** Counters of the patched dispatch path since install or {@link resetDispatchCacheStats}. */
+/** Counters of the patched dispatch path since install or `counters.reset("dispatchCache")`. */
 export interface DispatchCacheStats {
   /** Dispatches recorded by the patched path. */
   dispatches: number;

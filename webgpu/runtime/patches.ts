@@ -123,16 +123,3 @@ export function listen(
     slots!.delete(name);
   };
 }
-
-/**
- * The method a listener list ends in (what the object had before it was wrapped), for calls
- * that must bypass the listeners.
- *
- * @param target the object
- * @param name the method
- * @returns the unwrapped method, bound to nothing
- */
-export function unwrapped(target: object, name: string): (...args: unknown[]) => unknown {
-  const slot = table.get(target)?.get(name);
-  return slot ? slot.method : (target as Record<string, (...a: unknown[]) => unknown>)[name];
-}

@@ -90,5 +90,5 @@ export async function requireWrite(path: string, flag: string, script: string): 
   let { state } = await Deno.permissions.query({ name: "write", path });
   if (state === "prompt") ({ state } = await Deno.permissions.request({ name: "write", path }));
   if (state === "granted") return;
-  throw new UserError(`${flag}: ${permissionMessage("write", path, script)}`);
+  throw new UserError(`${flag} ${path}: ${permissionMessage("write", path, script)}`);
 }

@@ -11,9 +11,9 @@ import { tf } from "./deps.ts";
 import { initBackend } from "./backend/backend.ts";
 import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
-import { assignStateDict, readStateDict, saveWeights, stateEntries } from "./models/weights.ts";
+import { assignStateDict, readStateDict, saveWeights } from "./models/weights.ts";
 import { saveLayersModel } from "./models/tfjs_io.ts";
-import { runModel } from "./run/records.ts";
+import { headRows, runModel } from "./run/records.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { writeFileAtomic } from "./util/files.ts";
 import { UserError } from "./util/errors.ts";
@@ -33,21 +33,6 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   "help": { kind: "bool", help: "show this help" },
 };
-
-/** The number of classes of weights without a run: the rows of the model's head tensor. */
-function headRows(
-  modelName: string,
-  inputSize: number,
-  tensors: Map<string, { shape: number[] }>,
-  weights: string,
-): number {
-  const probe = createModel(modelName, { numClasses: 1, inputSize });
-  const head = stateEntries(probe).at(-1)!.name;
-  probe.dispose();
-  const rows = tensors.get(head)?.shape[0];
-  if (!rows) throw new UserError(`${weights}: has no ${head}, the head of ${modelName}`);
-  return rows;
-}
 
 runCli(async () => {
   const { values: v, positionals } = parseFlags(Deno.args, FLAGS);

@@ -11,7 +11,7 @@ import { extname, join, relative } from "node:path";
 import { UserError } from "../util/errors.ts";
 import { Rng } from "../util/rng.ts";
 import { type ImageDataset, makeDataset } from "./dataset.ts";
-import { decodeImage, resizeBilinear, sniffImageFormat } from "./image.ts";
+import { decodeResized, sniffImageFormat } from "./image.ts";
 
 /** File extensions read as images (case-insensitive). */
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png"] as const;
@@ -133,7 +133,7 @@ export async function loadImageFolder(
   for (const { path, label } of files) {
     let image;
     try {
-      image = decodeImage(await Deno.readFile(path));
+      image = decodeResized(await Deno.readFile(path), size);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (!options.skipBadImages) {
@@ -145,7 +145,7 @@ export async function loadImageFolder(
       bad.push(`${path} (${why})`);
       continue;
     }
-    pixels.set(resizeBilinear(image, { width: size, height: size }).data, count * per);
+    pixels.set(image.data, count * per);
     labels[count] = label;
     count++;
   }

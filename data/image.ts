@@ -239,3 +239,24 @@ export function resizeBilinear(
   }
   return img;
 }
+
+/**
+ * Decodes a JPEG or PNG and resizes it to a `size x size` square with {@link resizeBilinear}:
+ * what the folder loader does to every image of a dataset, and what prediction does to a photo.
+ *
+ * @param bytes the encoded file
+ * @param size the side of the square
+ * @returns the decoded, resized image
+ * @throws Error saying what is wrong for a file that is not a readable JPEG or PNG
+ * @example
+ * ```ts
+ * import { decodeResized } from "./image.ts";
+ * import { encode } from "npm:fast-png@8.0.0";
+ * const data = new Uint8Array([0, 0, 0, 200, 100, 50]);
+ * const png = encode({ width: 2, height: 1, data, channels: 3 });
+ * console.log(decodeResized(png, 1).data); // Uint8Array [100, 50, 25]
+ * ```
+ */
+export function decodeResized(bytes: Uint8Array, size: number): RgbImage {
+  return resizeBilinear(decodeImage(bytes), { width: size, height: size });
+}

@@ -2,12 +2,14 @@
  * The prediction grid of the reference notebook ("Visualisation des Prédictions"): test images in a
  * grid (4 columns by default), each enlarged and titled `Pred: <class>` / `True: <class>`, the
  * title green when the prediction is right and red when it is wrong, on a white background.
+ * An item without a true class (a photo classified by `predict`) is titled with its predicted class
+ * and that class's probability, in a neutral color.
  *
  * @module
  */
 import { type Canvas, type Drawing, type Paint, renderPng, skColor, textWidth } from "./draw.ts";
 
-/** One image of the grid with its predicted and true class names. */
+/** One image of the grid with its predicted class name and, when known, its true class name. */
 export interface GridItem {
   /** The image, height x width x 3 (RGB), 8 bits a channel, row major. */
   pixels: Uint8Array;
@@ -17,8 +19,13 @@ export interface GridItem {
   width: number;
   /** Name of the predicted class. */
   predicted: string;
-  /** Name of the true class. */
-  truth: string;
+  /**
+   * Name of the true class; absent for an image of unknown class, whose title is then the
+   * predicted class and its {@link probability} in {@link GRID_COLORS}`.neutral`.
+   */
+  truth?: string;
+  /** Probability of the predicted class (0..1), shown when there is no `truth`. */
+  probability?: number;
 }
 
 /** Options of {@link renderPredictionGrid} and {@link gridLayout}. */
@@ -73,13 +80,18 @@ export interface GridLayout {
   cells: GridCell[];
 }
 
-/** Title colours (RGB): green when the prediction is right, red when it is wrong. */
+/**
+ * Title colours (RGB): green when the prediction is right, red when it is wrong, dark gray for an
+ * image of unknown class.
+ */
 export const GRID_COLORS: {
   right: [number, number, number];
   wrong: [number, number, number];
+  neutral: [number, number, number];
 } = {
   right: [0, 140, 0],
   wrong: [220, 0, 0],
+  neutral: [60, 60, 60],
 };
 
 const DEFAULT_COLUMNS = 4;
@@ -200,10 +212,29 @@ function drawTitleLine(
   }
 }
 
+/** The title color and lines of an item: truth known (right or wrong) or unknown. */
+function titleOf(item: GridItem): [[number, number, number], string[]] {
+  if (item.truth === undefined) {
+    const p = item.probability;
+    return [GRID_COLORS.neutral, p === undefined ? [item.predicted] : [item.predicted, percent(p)]];
+  }
+  const right = item.predicted === item.truth;
+  return [
+    right ? GRID_COLORS.right : GRID_COLORS.wrong,
+    [`Pred: ${item.predicted}`, `True: ${item.truth}`],
+  ];
+}
+
+/** A probability as a percentage with one decimal, e.g. `87.3%`. */
+function percent(p: number): string {
+  return `${(100 * p).toFixed(1)}%`;
+}
+
 /**
  * Draws the prediction grid and returns it as a PNG file.
  *
- * @param items the images with their predicted and true class names (at least one)
+ * @param items the images with their predicted and true class names (at least one); an item
+ *   without `truth` is titled with its predicted class and `probability`, in a neutral color
  * @param options columns (4) and the side each image is enlarged to (128 px)
  * @returns the PNG bytes
  * @example
@@ -230,20 +261,13 @@ export async function renderPredictionGrid(
     paint.setAntiAlias(true);
     items.forEach((item, i) => {
       const cell = layout.cells[i];
-      const right = item.predicted === item.truth;
-      paint.setColor(skColor(ck, right ? GRID_COLORS.right : GRID_COLORS.wrong));
+      const [color, lines] = titleOf(item);
+      paint.setColor(skColor(ck, color));
       const first = cell.title.y + Math.round(layout.fontSize * 0.95);
       const { fontSize, lineHeight } = layout;
-      drawTitleLine(canvas, drawing, paint, `Pred: ${item.predicted}`, cell.title, first, fontSize);
-      drawTitleLine(
-        canvas,
-        drawing,
-        paint,
-        `True: ${item.truth}`,
-        cell.title,
-        first + lineHeight,
-        fontSize,
-      );
+      lines.forEach((line, j) => {
+        drawTitleLine(canvas, drawing, paint, line, cell.title, first + j * lineHeight, fontSize);
+      });
 
       // Enlarge with nearest neighbour, keeping the aspect ratio, centred in the square.
       const scale = Math.min(cell.image.width / item.width, cell.image.height / item.height);

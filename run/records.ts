@@ -7,6 +7,8 @@
  * @module
  */
 import { join } from "node:path";
+import { createModel } from "../models/registry.ts";
+import { stateEntries } from "../models/weights.ts";
 import { UserError } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/files.ts";
 import type { TrainConfig } from "../training/config.ts";
@@ -50,6 +52,30 @@ export async function runModel(
     throw new UserError("give --run <run folder>, or --model <name> and --weights <file>");
   }
   return { saved, model, weights };
+}
+
+/**
+ * The number of classes of weights without a run: the rows of the model's head tensor.
+ *
+ * @param modelName the model the weights are for
+ * @param inputSize its input size
+ * @param tensors the weights' tensors by PyTorch name
+ * @param weights the weights file, for the message
+ * @returns the head's rows
+ * @throws UserError when the weights lack the model's head
+ */
+export function headRows(
+  modelName: string,
+  inputSize: number,
+  tensors: Map<string, { shape: number[] }>,
+  weights: string,
+): number {
+  const probe = createModel(modelName, { numClasses: 1, inputSize });
+  const head = stateEntries(probe).at(-1)!.name;
+  probe.dispose();
+  const rows = tensors.get(head)?.shape[0];
+  if (!rows) throw new UserError(`${weights}: has no ${head}, the head of ${modelName}`);
+  return rows;
 }
 
 /** The run's configuration as saved in `config.json`. */

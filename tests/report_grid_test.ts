@@ -138,3 +138,35 @@ Deno.test("bad grid input is refused", async () => {
   await assert.rejects(() => renderPredictionGrid([bad]), /pixel bytes/);
   assert.throws(() => gridLayout(4, { columns: 0 }), RangeError);
 });
+
+Deno.test("items without a true class: predicted class and probability in a neutral color", async () => {
+  const base = makeItem(2, true);
+  const items: GridItem[] = [
+    { ...base, truth: undefined, probability: 0.873 },
+    { ...base, truth: undefined },
+    makeItem(3, false),
+  ];
+  const img = decode(await renderPredictionGrid(items)) as Decoded;
+  const layout = gridLayout(3);
+  const isInk = (r: number, g: number, b: number) => r < 200 || g < 200 || b < 200;
+  const isGray = (r: number, g: number, b: number) => r === g && g === b;
+  const halves = (i: number) => {
+    const t = layout.cells[i].title;
+    const h = Math.floor(t.height / 2);
+    return [{ ...t, height: h }, { ...t, y: t.y + h, height: t.height - h }];
+  };
+  for (const i of [0, 1]) {
+    const title = layout.cells[i].title;
+    assert.equal(countInBox(img, title, isGreen) + countInBox(img, title, isRed), 0, `cell ${i}`);
+    assert.equal(countInBox(img, title, (r, g, b) => !isGray(r, g, b)), 0, `cell ${i}: gray only`);
+    const dark = countInBox(img, title, (r) => r <= 90);
+    assert.ok(dark > 10, `cell ${i}: only ${dark} pixels of the dark gray title`);
+  }
+  // The probability is the second line; without it the second line is empty.
+  const [top0, bottom0] = halves(0), [top1, bottom1] = halves(1);
+  assert.ok(countInBox(img, top0, isInk) > 30 && countInBox(img, bottom0, isInk) > 30);
+  assert.ok(countInBox(img, top1, isInk) > 30);
+  assert.equal(countInBox(img, bottom1, isInk), 0);
+  // An item with a truth beside them keeps the eval colors.
+  assert.ok(countInBox(img, layout.cells[2].title, isRed) > 30);
+});

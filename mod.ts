@@ -77,6 +77,13 @@ export {
 export { learningRate, PRESETS, resolveConfig, type TrainConfig } from "./training/config.ts";
 export { train, type TrainOptions, type TrainResult } from "./training/loop.ts";
 export { evaluate, type Evaluation } from "./training/evaluate.ts";
+export {
+  classifyBatch,
+  classifyImages,
+  type ClassifyOptions,
+  type Prediction,
+  storedImageSize,
+} from "./training/classify.ts";
 export { type GridItem, renderPredictionGrid } from "./report/grid.ts";
 export { renderCurves } from "./report/curves.ts";
 export { compareRuns } from "./report/compare.ts";

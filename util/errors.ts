@@ -30,6 +30,7 @@ export const TASK_PERMISSIONS: Record<string, { write: string; rest: string }> =
     rest: "--allow-net=www.cs.toronto.edu --allow-env=XDG_RUNTIME_DIR",
   },
   "export.ts": { write: "runs", rest: "" },
+  "predict.ts": { write: "runs", rest: "--allow-env=XDG_RUNTIME_DIR" },
 };
 
 /**

@@ -13,6 +13,7 @@ import { tf, type WebGPUBackend } from "../deps.ts";
 import { provide, type StepCapturer } from "../ops/extensions.ts";
 import { capture } from "./runtime/capture.ts";
 import { type CounterRegistry, counters } from "./runtime/counters.ts";
+import { takeDeviceError, unwatchDevice, watchDevice } from "./runtime/device_errors.ts";
 import { copyTensor, forgetCpuCopy, privateCopy } from "./runtime/direct.ts";
 import {
   dispatchCacheInstalled,
@@ -137,6 +138,9 @@ function teardown(): void {
   provide("webgpu", "sgdStep", null);
   provide("webgpu", "runningStats", null);
   provide("webgpu", "capture", null);
+  provide("webgpu", "deviceError", null);
+  const backend = registeredWebGpuBackend();
+  if (backend) unwatchDevice(backend);
   unregisterKernels(KERNELS);
   uninstallDispatchCache();
 }
@@ -183,6 +187,13 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
     (slots) => runningStatsInPlace(tf.backend() as WebGPUBackend, slots),
   );
   provide("webgpu", "capture", CAPTURER);
+  if (backend) watchDevice(backend);
+  provide("webgpu", "deviceError", () => {
+    const be = registeredWebGpuBackend();
+    if (!be) return null;
+    watchDevice(be); // a backend started after the install
+    return takeDeviceError(be);
+  });
   const convs = new Set<string>(options.kernels ?? FAST_KERNEL_NAMES);
   registerKernels(
     KERNELS.filter((k) => !k.replacesStock || convs.has(k.kernelName)),

@@ -87,6 +87,7 @@ export { crossEntropy } from "./ops/loss.ts";
 export {
   adapterProfile,
   installWebGpu,
+  profileFor,
   registerFastKernels,
   unregisterFastKernels,
   type WebGpuHandle,

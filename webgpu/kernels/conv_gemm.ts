@@ -54,7 +54,8 @@ export const DEFAULT_SPLIT_POLICY: SplitPolicy = {
 };
 
 /**
- * The policy for CPU adapters (llvmpipe, SwiftShader): register-blocked programs without
+ * The policy of the `cpu` profile, for Deno's software adapters (llvmpipe, lavapipe; the rule is
+ * `profileFor` of `install.ts`): register-blocked programs without
  * workgroup memory, and only enough splits to keep a few CPU threads busy (each split's
  * partial product costs a store and a reduction).
  */

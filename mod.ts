@@ -94,6 +94,7 @@ export { crossEntropy } from "./ops/loss.ts";
 export {
   adapterProfile,
   installWebGpu,
+  profileFor,
   registerFastKernels,
   unregisterFastKernels,
   type WebGpuHandle,

@@ -50,6 +50,12 @@ export interface Extensions {
   runningStats: (slots: readonly RunningStatsSlot[]) => boolean;
   /** Step capture and replay. */
   capture: StepCapturer;
+  /**
+   * The first device error since the last call (a shader that failed to compile, a validation
+   * error, out of memory), then forgotten, or the loss of the device (reported from then on);
+   * `null` when there was none.
+   */
+  deviceError: () => Error | null;
 }
 
 const KEY = Symbol.for("regnet-vision.extensions");
@@ -88,4 +94,22 @@ export function provided<K extends keyof Extensions>(name: K): Extensions[K] | n
   const backend = tf.getBackend();
   if (!backend) return null;
   return (table.get(`${backend}/${name}`) as Extensions[K] | undefined) ?? null;
+}
+
+/**
+ * Throws the error the current backend's device reported since the last check, if any (see
+ * `Extensions.deviceError`): a step whose GPU work failed throws instead of returning wrong
+ * numbers. The training and evaluation entry points call it after their reads; nothing happens
+ * on a backend without the extension.
+ *
+ * @throws Error with the GPU's message (and the failing kernel's program, where known)
+ * @example
+ * ```ts
+ * import { throwIfDeviceFailed } from "./extensions.ts";
+ * throwIfDeviceFailed(); // nothing failed
+ * ```
+ */
+export function throwIfDeviceFailed(): void {
+  const error = provided("deviceError")?.();
+  if (error) throw error;
 }

@@ -15,6 +15,7 @@ import {
   FAST_KERNEL_NAMES,
   fastKernelRegistered,
   type KernelProfile,
+  profileFor,
   registerFastKernels,
   unregisterFastKernels,
   webGpuInstall,
@@ -135,16 +136,55 @@ Deno.test({
   },
 });
 
+Deno.test("kernel profile: cpu only on Deno's software adapters, gpu on a browser's fallback adapter", () => {
+  // What Deno 2.9.6 reports for Mesa's llvmpipe on this machine.
+  const llvmpipe = {
+    vendor: "65541",
+    architecture: "",
+    device: "0",
+    description: "llvmpipe (LLVM 15.0.6, 256 bits)",
+    isFallbackAdapter: true,
+  };
+  assert.equal(profileFor(llvmpipe, "deno"), "cpu");
+  // By name alone, when the fallback flag is missing.
+  assert.equal(profileFor({ ...llvmpipe, isFallbackAdapter: undefined }, "deno"), "cpu");
+  assert.equal(
+    profileFor({ description: "Mesa lavapipe", isFallbackAdapter: false }, "deno"),
+    "cpu",
+  );
+  // Chromium's SwiftShader: a fallback adapter, but its shader builds want the gpu tuning.
+  const swiftShader = { vendor: "google", architecture: "swiftshader", isFallbackAdapter: true };
+  assert.equal(profileFor(swiftShader, "browser"), "gpu");
+  // The same llvmpipe seen from a browser gets the gpu tuning too.
+  assert.equal(profileFor(llvmpipe, "browser"), "gpu");
+  const nvidia = {
+    vendor: "nvidia",
+    architecture: "hopper",
+    device: "",
+    description: "NVIDIA H200",
+    isFallbackAdapter: false,
+  };
+  assert.equal(profileFor(nvidia, "deno"), "gpu");
+  assert.equal(profileFor(nvidia, "browser"), "gpu");
+  // An unknown software adapter: cpu on Deno (its fallback flag decides), gpu in a browser.
+  const unknown = { description: "Some Rasterizer", isFallbackAdapter: true };
+  assert.equal(profileFor(unknown, "deno"), "cpu");
+  assert.equal(profileFor(unknown, "browser"), "gpu");
+  assert.equal(profileFor({}, "deno"), "gpu");
+});
+
 Deno.test({
-  name: "fast conv kernels: the profile follows the adapter (cpu on a software adapter)",
+  name: "fast conv kernels: the profile follows the adapter (cpu on Deno's software adapter)",
   ignore: !hasAdapter,
   async fn() {
     try {
       await initBackend({ log: null });
       const probe = await probeAdapter();
-      const expected = probe?.fallback ? "cpu" : adapterProfile();
+      assert.ok(probe, "no adapter");
+      const facts = { isFallbackAdapter: probe.fallback, description: probe.name };
+      const expected = profileFor(facts, "deno");
       assert.equal(adapterProfile(), expected);
-      if (probe?.fallback) {
+      if (expected === "cpu") {
         assert.equal(currentConvPolicy().layout, "register");
         registerFastKernels({ profile: "gpu" });
         assert.equal(currentConvPolicy().layout, "tiled");

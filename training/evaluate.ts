@@ -5,6 +5,7 @@
  */
 import { tf } from "../deps.ts";
 import { iterateBatches } from "../data/batches.ts";
+import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import type { ImageDataset } from "../data/dataset.ts";
 import { evalBatch } from "./step.ts";
 import { GraphedEvalStep } from "./graphed.ts";
@@ -54,11 +55,12 @@ export async function evaluate(
         out.lossSum.data(),
         out.correct.data(),
         predicted.data(),
-      ]);
+      ]).finally(() => tf.dispose([out.logits, out.lossSum, out.correct, predicted]));
+      throwIfDeviceFailed();
       lossSum += loss[0];
       correct += right[0];
       batch.indices.forEach((index, i) => predictions[index] = pred[i]);
-      tf.dispose([out.logits, out.lossSum, out.correct, predicted, batch.x, batch.y]);
+      tf.dispose([batch.x, batch.y]);
     }
   } finally {
     graph?.dispose();

@@ -15,7 +15,12 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import { provided, type StepCapturer, type StepRecording } from "../ops/extensions.ts";
+import {
+  provided,
+  type StepCapturer,
+  type StepRecording,
+  throwIfDeviceFailed,
+} from "../ops/extensions.ts";
 import { inPlaceSgdAvailable } from "../ops/sgd.ts";
 import { inPlaceRunningStatsAvailable } from "../ops/batchnorm.ts";
 import { stateEntries } from "../models/weights.ts";
@@ -87,6 +92,8 @@ abstract class CapturedStep {
 
   /** Runs the step: replays, captures or runs eagerly. */
   protected step(inputs: tf.Tensor[]): tf.Tensor[] {
+    // An error of an earlier step's GPU work (a replay's included), reported since its read.
+    throwIfDeviceFailed();
     const capturer = this.#capturer();
     const state = capturer ? this.state() : null;
     if (capturer === null || state === null) {

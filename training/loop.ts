@@ -35,6 +35,7 @@ import {
   saveCheckpoint,
 } from "../run/checkpoint.ts";
 import { writeFileAtomic } from "../util/files.ts";
+import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
@@ -365,6 +366,12 @@ async function trainEpoch(
     const [loss, right] = await pending.values;
     const size = pending.size;
     pending = null;
+    try {
+      throwIfDeviceFailed(); // the step's GPU work failed: its numbers are wrong
+    } catch (e) {
+      await batches.return(undefined);
+      throw e;
+    }
     if (!Number.isFinite(loss[0])) {
       await batches.return(undefined);
       throw new UserError(

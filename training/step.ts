@@ -6,6 +6,7 @@
  */
 import { tf } from "../deps.ts";
 import { BatchNorm2d } from "../models/layers.ts";
+import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import { crossEntropy } from "../ops/loss.ts";
 import { stateEntries } from "../models/weights.ts";
 import type { NamedVariable, SGD } from "./sgd.ts";
@@ -60,6 +61,8 @@ export interface TrainBatchOptions {
  * @param labels `[N]` int32 labels
  * @param options what else to return
  * @returns the loss and the number of correct predictions (the caller disposes them)
+ * @throws Error when the GPU reported an error since the last check (an earlier step's: this
+ *   step's own errors surface at the caller's read, through `throwIfDeviceFailed`)
  */
 export function trainBatch(
   model: tf.LayersModel,
@@ -68,6 +71,8 @@ export function trainBatch(
   labels: tf.Tensor1D,
   options: TrainBatchOptions = {},
 ): BatchResult {
+  // An error of an earlier step's GPU work, reported since its read.
+  throwIfDeviceFailed();
   const params = namedParameters(model);
   let correct: tf.Scalar | null = null;
   let kept: tf.Tensor2D | undefined;
@@ -95,6 +100,7 @@ export function trainBatch(
  * @param images `[N, H, W, 3]` normalized images
  * @param labels `[N]` int32 labels
  * @returns the batch's mean loss
+ * @throws Error when the GPU reported an error during the step (its message)
  * @example
  * ```ts
  * import { tf } from "../deps.ts";
@@ -115,9 +121,13 @@ export async function trainStep(
   labels: tf.Tensor1D,
 ): Promise<number> {
   const { loss, correct } = trainBatch(model, opt, images, labels);
-  const value = (await loss.data())[0];
-  tf.dispose([loss, correct]);
-  return value;
+  try {
+    const value = (await loss.data())[0];
+    throwIfDeviceFailed();
+    return value;
+  } finally {
+    tf.dispose([loss, correct]);
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import { tf, type WebGPUBackend } from "../deps.ts";
 import { provide, type StepCapturer } from "../ops/extensions.ts";
 import { capture } from "./runtime/capture.ts";
 import { type CounterRegistry, counters } from "./runtime/counters.ts";
+import { takeDeviceError, unwatchDevice, watchDevice } from "./runtime/device_errors.ts";
 import { copyTensor, forgetCpuCopy, privateCopy } from "./runtime/direct.ts";
 import {
   dispatchCacheInstalled,
@@ -42,7 +43,7 @@ export interface WebGpuOptions {
   /**
    * Which adapter the kernels are tuned for: `gpu` (workgroup-tiled GEMMs,
    * {@link DEFAULT_SPLIT_POLICY}), `cpu` (register-blocked GEMMs, {@link CPU_SPLIT_POLICY}), or
-   * `auto` (the default): `cpu` on a software adapter ({@link adapterProfile}).
+   * `auto` (the default): `cpu` on Deno's software adapters, else `gpu` ({@link profileFor}).
    */
   profile?: "auto" | KernelProfile;
   /** Split-K knobs over the profile's policy (convolutions and the depthwise filter gradient). */
@@ -65,9 +66,67 @@ export interface WebGpuHandle {
   uninstall(): void;
 }
 
+/** Where the WebGPU layer runs: Deno's WebGPU (wgpu) or a browser's. */
+export type WebGpuRuntime = "deno" | "browser";
+
+/** The adapter fields {@link profileFor} reads (a subset of `GPUAdapterInfo`). */
+export interface AdapterFacts {
+  /** True for a software (fallback) adapter. */
+  isFallbackAdapter?: boolean;
+  /** The adapter's description (`"llvmpipe (LLVM 15.0.6, 256 bits)"`, `"NVIDIA H200"`). */
+  description?: string;
+  /** The device name or id. */
+  device?: string;
+  /** The vendor name or id. */
+  vendor?: string;
+  /** The architecture (`"swiftshader"` in Chromium). */
+  architecture?: string;
+}
+
 /**
- * The profile for the current webgpu backend's adapter: `cpu` for a fallback (software)
- * adapter such as llvmpipe, lavapipe or SwiftShader, else `gpu`.
+ * The one rule for which kernel tuning an adapter gets. `cpu` (register-blocked, fully unrolled
+ * GEMMs, {@link CPU_SPLIT_POLICY}) only on Deno's software adapters: Mesa's llvmpipe / lavapipe,
+ * or any adapter Deno's WebGPU calls a fallback, where the cpu tuning was measured faster than
+ * the tiled one. `gpu` everywhere else, a browser's fallback adapter (SwiftShader) included:
+ * SwiftShader builds the cpu tuning's 32-55 KB unrolled shaders in 7 s to over 4 minutes each,
+ * while the gpu tuning gave ResNet20's first logits in 6 s in headless Chromium.
+ *
+ * @param info the adapter's information (`adapter.info`, or tfjs's copy of it)
+ * @param runtime where the layer runs (`typeof Deno !== "undefined"` tells it: {@link currentRuntime})
+ * @returns the profile
+ * @example
+ * ```ts
+ * import { profileFor } from "./install.ts";
+ * const llvmpipe = { isFallbackAdapter: true, description: "llvmpipe (LLVM 15.0.6, 256 bits)" };
+ * console.log(profileFor(llvmpipe, "deno")); // cpu
+ * console.log(profileFor({ isFallbackAdapter: true, architecture: "swiftshader" }, "browser")); // gpu
+ * ```
+ */
+export function profileFor(info: AdapterFacts, runtime: WebGpuRuntime): KernelProfile {
+  if (runtime !== "deno") return "gpu";
+  if (info.isFallbackAdapter === true) return "cpu";
+  const names = [info.description, info.device, info.vendor, info.architecture].join(" ");
+  return /llvmpipe|lavapipe/i.test(names) ? "cpu" : "gpu";
+}
+
+/**
+ * Where this module runs: `deno` when the `Deno` global exists, else `browser`. Reads no
+ * `Deno.*` API, so the module imports in a browser.
+ *
+ * @returns the runtime
+ * @example
+ * ```ts
+ * import { currentRuntime } from "./install.ts";
+ * console.log(currentRuntime()); // deno
+ * ```
+ */
+export function currentRuntime(): WebGpuRuntime {
+  return typeof Deno !== "undefined" ? "deno" : "browser";
+}
+
+/**
+ * The profile for the current webgpu backend's adapter, by {@link profileFor} in the current
+ * runtime: `cpu` on Deno's software adapters (llvmpipe, lavapipe), else `gpu`.
  *
  * @returns the profile; `gpu` when the backend is not webgpu or says nothing of its adapter
  * @example
@@ -79,10 +138,7 @@ export interface WebGpuHandle {
 export function adapterProfile(): KernelProfile {
   const backend = registeredWebGpuBackend();
   const info = backend ? adapterInfoOf(backend) : undefined;
-  if (!info) return "gpu";
-  if (info.isFallbackAdapter === true) return "cpu";
-  const text = `${info.description ?? ""} ${info.device ?? ""}`;
-  return /llvmpipe|lavapipe|swiftshader/i.test(text) ? "cpu" : "gpu";
+  return info ? profileFor(info, currentRuntime()) : "gpu";
 }
 
 /** Step capture and replay on the webgpu backend. */
@@ -137,6 +193,9 @@ function teardown(): void {
   provide("webgpu", "sgdStep", null);
   provide("webgpu", "runningStats", null);
   provide("webgpu", "capture", null);
+  provide("webgpu", "deviceError", null);
+  const backend = registeredWebGpuBackend();
+  if (backend) unwatchDevice(backend);
   unregisterKernels(KERNELS);
   uninstallDispatchCache();
 }
@@ -183,6 +242,13 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
     (slots) => runningStatsInPlace(tf.backend() as WebGPUBackend, slots),
   );
   provide("webgpu", "capture", CAPTURER);
+  if (backend) watchDevice(backend);
+  provide("webgpu", "deviceError", () => {
+    const be = registeredWebGpuBackend();
+    if (!be) return null;
+    watchDevice(be); // a backend started after the install
+    return takeDeviceError(be);
+  });
   const convs = new Set<string>(options.kernels ?? FAST_KERNEL_NAMES);
   registerKernels(
     KERNELS.filter((k) => !k.replacesStock || convs.has(k.kernelName)),

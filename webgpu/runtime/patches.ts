@@ -8,13 +8,14 @@
  *
  * | method | listeners |
  * | --- | --- |
- * | `runWebGPUProgram` | dispatch counting (`countDispatches`), capture's program count, the buffer affinity's site naming |
+ * | `runWebGPUProgram` | the device-error watch (names the program), dispatch counting (`countDispatches`), capture's program count, the buffer affinity's site naming |
  * | `recordAndSubmit` | the dispatch cache (records covered programs itself) |
  * | `submitQueue` | the dispatch cache (destroys retired uniform buffers after the submit) |
  * | `getBufferData` | the buffer affinity (a read back starts a new step) |
  * | `readSync` | an error instead of tfjs's canvas read, where Deno has no 2D canvas |
  * | `BufferManager.acquireBuffer` | capture's buffer ownership, then the buffer affinity |
  * | `BufferManager.releaseBuffer` | capture's buffer ownership |
+ * | `GPUDevice.createShaderModule`, `createComputePipeline` | the device-error watch (an error scope each) |
  *
  * The wrapper table lives on `globalThis` under a registered symbol, so two copies of this
  * module (imported by two URLs) share it.
@@ -24,6 +25,8 @@
 
 /** The position of each listener in its method's list: lower runs first (outer). */
 export const ORDER = {
+  /** GPU errors: the program being run names a pipeline that fails to build (`device_errors.ts`). */
+  deviceErrors: -10,
   /** `dataSync()` on a GPU tensor: an error that says what to use (`tfjs.ts`). */
   explain: 0,
   /** Capture: buffer ownership and the count of programs run. */

@@ -25,8 +25,22 @@ Deno.test("deno.json declares the suite's permissions, scoped, and the files it 
     read: true,
     write: [".test-tmp"],
     net: ["127.0.0.1"],
-    run: ["deno"],
-    env: ["DENO_DIR", "HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"],
+    // The browser tests start the system's Chromium (tests/support/chromium.ts); puppeteer-core
+    // reads the variables after XDG_RUNTIME_DIR.
+    run: ["deno", "/usr/bin/chromium-headless-shell"],
+    env: [
+      "DENO_DIR",
+      "HOME",
+      "XDG_CACHE_HOME",
+      "XDG_RUNTIME_DIR",
+      "WS_NO_BUFFER_UTIL",
+      "PUPPETEER_TEST_EXPERIMENTAL_CHROME_FEATURES",
+      "PUPPETEER_DANGEROUS_NO_SANDBOX",
+      "TMPDIR",
+      "TMP",
+      "TEMP",
+      "NODE_V8_COVERAGE",
+    ],
   });
   // Every top-level folder of TypeScript sources (but the benchmark's) and mod.ts is tested.
   const include = config.test!.include ?? [];

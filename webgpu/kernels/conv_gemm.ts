@@ -90,6 +90,7 @@ function decompose(v: string, names: string[], dims: number[]): string {
   // names[i] ranges over dims[i]; the first name takes the quotient, so dims[0] is unused.
   const out: string[] = [];
   let rest = v;
+  if (dims.some((d) => d <= 0)) throw new Error(`decompose: empty extent in [${dims}]`);
   for (let i = 0; i < names.length - 1; i++) {
     const inner = dims.slice(i + 1).reduce((a, b) => a * b, 1);
     if (inner === 1) {
@@ -262,27 +263,22 @@ export function inputGradPhaseSpec(
   const m = B * IHr * IWr, n = CI, k = KHr * KWr * CO;
   if (m === 0) return null;
   const tile = chooseTile(m, n, layout, k);
-  const spec: GemmSpec = {
-    key: `inputGradPhase_${convKey(c)}_${B}_${rh}_${rw}`,
-    variableNames: ["dy", "W"],
-    a: {
-      buffer: "dy",
-      index: `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
+  // A phase that no tap reaches (a 1x1 filter's odd rows at stride 2) has an empty reduction:
+  // its rows of dx are zero, and its operands read nothing (no index code to divide by a
+  // zero extent, which Tint rejects).
+  const aIndex = k === 0 ? "return -1;" : `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
         ${decompose("k", ["jh", "jw", "co"], [KHr, KWr, CO])}
         let oh = ${ch} + i - jh; let ow = ${cw} + j - jw;
         if (oh < 0 || oh >= ${OH} || ow < 0 || ow >= ${OW}) { return -1; }
-        return ((b * ${OH} + oh) * ${OW} + ow) * ${CO} + co;`,
-      contiguousInK: true,
-      vec4: CO % 4 === 0,
-    },
-    b: {
-      buffer: "W",
-      index: `${decompose("k", ["jh", "jw", "co"], [KHr, KWr, CO])}
+        return ((b * ${OH} + oh) * ${OW} + ow) * ${CO} + co;`;
+  const bIndex = k === 0 ? "return -1;" : `${decompose("k", ["jh", "jw", "co"], [KHr, KWr, CO])}
         let kh = ${rh} + ${SH} * jh; let kw = ${rw} + ${SW} * jw;
-        return ((kh * ${KW} + kw) * ${CI} + n) * ${CO} + co;`,
-      contiguousInK: true,
-      vec4: CO % 4 === 0,
-    },
+        return ((kh * ${KW} + kw) * ${CI} + n) * ${CO} + co;`;
+  const spec: GemmSpec = {
+    key: `inputGradPhase_${convKey(c)}_${B}_${rh}_${rw}`,
+    variableNames: ["dy", "W"],
+    a: { buffer: "dy", index: aIndex, contiguousInK: true, vec4: CO % 4 === 0 },
+    b: { buffer: "W", index: bIndex, contiguousInK: true, vec4: CO % 4 === 0 },
     outRow: `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
       return (b * ${IH} + ${ih0} + ${SH} * i) * ${IW} + ${iw0} + ${SW} * j;`,
     outputShape: [B, IH, IW, CI],
@@ -292,7 +288,8 @@ export function inputGradPhaseSpec(
     tile,
     layout,
   };
-  return { spec, k, chunk: Math.ceil(k / tile.tk) * tile.tk };
+  // An empty reduction still gets one (empty) chunk, so that no uniform divides by zero.
+  return { spec, k, chunk: Math.max(1, Math.ceil(k / tile.tk)) * tile.tk };
 }
 
 /**

@@ -449,7 +449,11 @@ function filterGradCode(p: FilterGradParams): string {
          ${qs.map((q) => `var acc${k}_${q} = vec4<f32>(0.0);`).join(" ")}`
     ).join("\n")
   }
-        for (var p0 = pBegin; p0 < pEnd; p0 += ${s.tp}) {
+        // A tile count fixed at build time: the loop holds barriers, so its bounds must be the
+        // same for the whole workgroup to the compiler's eye (Tint rejects pEnd here); the last
+        // split's tiles beyond pEnd stage zeros and skip their products.
+        for (var pt = 0; pt < ${s.splitLen / s.tp}; pt++) {
+          let p0 = pBegin + pt * ${s.tp};
           for (var e = lid; e < ${s.tp * taps}; e += ${T}) {
             let p = e / ${taps};
             let t = e - p * ${taps};
@@ -483,7 +487,7 @@ function filterGradCode(p: FilterGradParams): string {
             Ds[e] = v;
           }
           workgroupBarrier();
-          for (var p = 0; p < ${s.tp}; p++) {
+          for (var p = 0; p < min(${s.tp}, pEnd - p0); p++) {
             ${
     ks.map((k) =>
       `{ let xv = vec4<f32>(Xs[p * ${s.rows} + row${k}]);

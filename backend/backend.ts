@@ -65,7 +65,8 @@ export const NO_DISPLAY_RUNTIME_DIR = "/dev/null";
  * `XDG_RUNTIME_DIR` is left as it is; without the permission nothing changes.
  */
 export function quietDisplayProbe(): void {
-  if (Deno.build.os !== "linux") return;
+  // A browser has no `Deno` (and needs no such care).
+  if (typeof Deno === "undefined" || Deno.build.os !== "linux") return;
   const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
   if (Deno.permissions.querySync(env).state !== "granted") return;
   if (Deno.env.get("XDG_RUNTIME_DIR")?.startsWith("/")) return;

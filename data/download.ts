@@ -10,7 +10,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { Readable } from "node:stream";
 import { basename, dirname, join, normalize } from "node:path";
-import { tarStream } from "../deps.ts";
+import { tarStream } from "../deno_deps.ts";
 import { UserError } from "../util/errors.ts";
 import { CIFAR_LAYOUTS, cifarRecordSize, type CifarVariant } from "./cifar.ts";
 

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { jpeg } from "../deps.ts";
-import { convertIndexedToRgb, type DecodedPng, decodePng } from "../deps.ts";
+import { jpeg } from "../deno_deps.ts";
+import { convertIndexedToRgb, type DecodedPng, decodePng } from "../deno_deps.ts";
 
 /** An 8-bit RGB image, HWC. */
 export interface RgbImage {

@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { onnxProto, type tf } from "../deps.ts";
+import type { tf } from "../deps.ts";
+import { onnxProto } from "../deno_deps.ts";
 import { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "../models/layers.ts";
 import { stateDict } from "../models/weights.ts";
 import type { SafeTensor } from "./safetensors.ts";

@@ -17,7 +17,7 @@ import {
   type Font,
   type Paint,
   type Typeface,
-} from "../deps.ts";
+} from "../deno_deps.ts";
 import { UserError } from "../util/errors.ts";
 
 export type { Canvas, CanvasKit, Font, Paint, Typeface };

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { decodePng, tf } from "../deps.ts";
+import { tf } from "../deps.ts";
+import { decodePng } from "../deno_deps.ts";
 import { ort } from "../dev_deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { parseSafetensors } from "../io/safetensors.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { tarStream } from "../deps.ts";
+import { tarStream } from "../deno_deps.ts";
 import { loadCifar } from "../data/cifar.ts";
 import { ensureCifar } from "../data/download.ts";
 import { UserError } from "../util/errors.ts";

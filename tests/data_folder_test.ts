@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { jpeg } from "../deps.ts";
-import { encodePng } from "../deps.ts";
+import { jpeg } from "../deno_deps.ts";
+import { encodePng } from "../deno_deps.ts";
 import { classCounts } from "../data/dataset.ts";
 import { loadImageFolder } from "../data/folder.ts";
 import { UserError } from "../util/errors.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { jpeg } from "../deps.ts";
-import { encodePng } from "../deps.ts";
+import { jpeg } from "../deno_deps.ts";
+import { encodePng } from "../deno_deps.ts";
 import { decodeImage, resizeBilinear, sniffImageFormat } from "../data/image.ts";
 
 /** The pixel bytes the PIL references below were made from. */

@@ -4,7 +4,8 @@
  * graphs use standard opset-17 operators only.
  */
 import assert from "node:assert/strict";
-import { onnxProto, tf } from "../deps.ts";
+import { tf } from "../deps.ts";
+import { onnxProto } from "../deno_deps.ts";
 import { ort } from "../dev_deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";

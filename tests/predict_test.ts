@@ -10,7 +10,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { decodePng, encodePng, jpeg, tf } from "../deps.ts";
+import { tf } from "../deps.ts";
+import { decodePng, encodePng, jpeg } from "../deno_deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { normalizePixels } from "../data/batches.ts";
 import { decodeImage, resizeBilinear } from "../data/image.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodePng as decode } from "../deps.ts";
+import { decodePng as decode } from "../deno_deps.ts";
 import { CURVE_COLORS, CURVES_SIZE, niceTicks, renderCurves } from "../report/curves.ts";
 import type { EpochRecord } from "../run/records.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodePng as decode } from "../deps.ts";
+import { decodePng as decode } from "../deno_deps.ts";
 import { type GridItem, gridLayout, renderPredictionGrid } from "../report/grid.ts";
 
 const SIDE = 32;

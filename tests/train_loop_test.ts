@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { decodePng } from "../deps.ts";
+import { decodePng } from "../deno_deps.ts";
 import { parseSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { createModel } from "../models/registry.ts";
 import { loadWeights, stateDict } from "../models/weights.ts";

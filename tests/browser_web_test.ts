@@ -9,15 +9,15 @@ import { join } from "node:path";
 import { tf } from "../deps.ts";
 import { encodePng } from "../deno_deps.ts";
 import { createModel, type ModelName } from "../models/registry.ts";
-import { stateDict } from "../models/weights.ts";
+import { stateDict, stateEntries } from "../models/weights.ts";
 import { serializeSafetensors } from "../io/safetensors.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainStep } from "../training/step.ts";
 import { normalizePixels } from "../data/batches.ts";
-import { decodeImage } from "../data/image.ts";
 import { initBackend } from "../backend/backend.ts";
 import { buildBundle, servePage } from "../web/server.ts";
 import { type Browser, CHROMIUM_MISSING, hasChromium, launchChromium } from "./support/chromium.ts";
+import { runTask } from "./support/tasks.ts";
 
 const SIZE = 32;
 const BATCH = 2;
@@ -30,6 +30,17 @@ const MODELS: ModelName[] = ["resnet20", "resnet20-convgru", "regnet400mf"];
  * pixels per image (at 32 it sees one, and batch statistics of two values amplify rounding).
  */
 const INPUT: Record<string, number> = { regnet400mf: 64 };
+/**
+ * Per-tensor floor of the updated weights by model. RegNetY's backward goes through many ReLU
+ * inputs within float32 rounding of zero, which two correct float32 implementations can put on
+ * either side (tests/models_parity_test.ts KINK_FLOOR, against PyTorch): Deno's own cpu backend
+ * and its WebGPU kernels part by up to 11% on a few small tensors of this very step. So RegNet's
+ * state after the step is held to 1e-4 as a whole (relative L2, the PyTorch parity test's
+ * tolerance) and each tensor to 10%, while its logits and loss stay at TOLERANCE; the ResNets'
+ * state is held to TOLERANCE tensor by tensor.
+ */
+const KINK_FLOOR: Record<string, number> = { regnet400mf: 0.1 };
+const KINK_WHOLE = 1e-4;
 
 /** Deterministic pixels in [0, 255]. */
 function pixels(count: number, seed: number): Uint8Array {
@@ -117,6 +128,8 @@ async function inPage(
   const mine = await rv.stateDict(model);
   let worst = 0;
   let worstName = "";
+  let err2 = 0;
+  let ref2 = 0;
   for (const [key, want] of expected) {
     // Float tensors, and BatchNorm's int64 batch counters (BigInt64Array).
     const a = Array.from(mine.get(key).data as ArrayLike<number | bigint>, Number);
@@ -126,13 +139,24 @@ async function inPage(
     for (let i = 0; i < b.length; i++) {
       diff = Math.max(diff, Math.abs(a[i] - b[i]));
       scale = Math.max(scale, Math.abs(b[i]));
+      err2 += (a[i] - b[i]) ** 2;
+      ref2 += b[i] ** 2;
     }
     if (diff / scale > worst) [worst, worstName] = [diff / scale, key];
   }
   tf.dispose([x, y]);
   model.dispose();
   await new Promise((r) => setTimeout(r, 50)); // let error events arrive
-  return { logits, loss, worst, worstName, backend: w.backendInfo, gpuErrors: [...w.gpuErrors] };
+  const whole = Math.sqrt(err2 / ref2);
+  return {
+    logits,
+    loss,
+    worst,
+    worstName,
+    whole,
+    backend: w.backendInfo,
+    gpuErrors: [...w.gpuErrors],
+  };
 }
 
 Deno.test({
@@ -180,7 +204,12 @@ Deno.test({
           assert.deepEqual(got.gpuErrors, []);
           assert.ok(relativeError(got.logits, ref.logits) < TOLERANCE, "logits");
           assert.ok(Math.abs(got.loss - ref.loss) / Math.abs(ref.loss) < TOLERANCE, "loss");
-          assert.ok(got.worst < TOLERANCE, `state dict after the step: ${got.worstName}`);
+          const whole = name in KINK_FLOOR ? KINK_WHOLE : TOLERANCE;
+          assert.ok(got.whole < whole, `state dict after the step: ${got.whole} (L2)`);
+          assert.ok(
+            got.worst < (KINK_FLOOR[name] ?? TOLERANCE),
+            `state dict after the step: ${got.worstName} ${got.worst}`,
+          );
         });
       }
     } finally {
@@ -191,7 +220,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: `browser: the served page classifies a dropped image as Deno does${
+  name: `browser: the served page classifies a photo as deno task predict does${
     hasChromium ? "" : ` (${CHROMIUM_MISSING})`
   }`,
   ignore: !hasChromium,
@@ -203,6 +232,11 @@ Deno.test({
     const dir = await Deno.makeTempDir({ dir: ".test-tmp", prefix: "serve-" });
     const classes = Array.from({ length: CLASSES }, (_, i) => `class${i}`);
     const model = createModel("resnet20", { numClasses: CLASSES, inputSize: SIZE, seed: 3 });
+    // The head scaled so that the classes are far apart: a top-1 that rounding cannot flip.
+    const fc = stateEntries(model).find((e) => e.name === "linear.weight")!.variable;
+    const scaled = tf.tidy(() => fc.read().mul(40));
+    fc.write(scaled);
+    scaled.dispose();
     await Deno.writeFile(
       join(dir, "best.safetensors"),
       serializeSafetensors(await stateDict(model)),
@@ -220,26 +254,24 @@ Deno.test({
       }),
     );
     await Deno.writeTextFile(join(dir, "metrics.jsonl"), "");
-    // A 32x32 image at the model's input size: no resize on either side.
-    const rgba = new Uint8Array(SIZE * SIZE * 4);
-    const rgb = pixels(SIZE * SIZE * 3, 11);
-    for (let p = 0; p < SIZE * SIZE; p++) {
+    // A 48x40 photo: the page and `deno task predict` both resize it to the run's 32x32.
+    const [w, h] = [48, 40];
+    const rgba = new Uint8Array(w * h * 4);
+    const rgb = pixels(w * h * 3, 11);
+    for (let p = 0; p < w * h; p++) {
       rgba.set(rgb.subarray(p * 3, p * 3 + 3), p * 4);
       rgba[p * 4 + 3] = 255;
     }
-    const png = encodePng({ width: SIZE, height: SIZE, data: rgba, channels: 4 });
     const imagePath = join(dir, "photo.png");
-    await Deno.writeFile(imagePath, png);
-    const decoded = decodeImage(png);
-    const probs = tf.tidy(() =>
-      tf.softmax(
-        model.predict(tf.tensor4d(normalizePixels(decoded.data), [1, SIZE, SIZE, 3])) as tf.Tensor,
-      )
-    );
-    const p = Array.from(await probs.data());
-    probs.dispose();
+    await Deno.writeFile(imagePath, encodePng({ width: w, height: h, data: rgba, channels: 4 }));
     model.dispose();
-    const want = classes[p.indexOf(Math.max(...p))];
+    const jsonPath = join(dir, "predict.json");
+    const cli = await runTask("predict", ["--run", dir, imagePath, "--json", jsonPath]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const report = JSON.parse(await Deno.readTextFile(jsonPath)) as {
+      predictions: { top: { class: string }[] }[];
+    };
+    const want = report.predictions[0].top[0].class;
 
     const { server, url } = await servePage({
       run: dir,

@@ -8,8 +8,8 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { runTask, type TaskOutput, taskPermissions } from "./support/tasks.ts";
 import { join } from "node:path";
-import { fileURLToPath as fromFileUrl } from "node:url";
 import { tf } from "../deps.ts";
 import { decodePng, encodePng, jpeg } from "../deno_deps.ts";
 import { initBackend } from "../backend/backend.ts";
@@ -22,25 +22,13 @@ import { RUN_FILES, writeEpochRecords, writeRunConfig } from "../run/records.ts"
 import { resolveConfig } from "../training/config.ts";
 import { tempDir } from "./data_testutil.ts";
 
-const PREDICT_TS = fromFileUrl(new URL("../predict.ts", import.meta.url));
-const DENO_JSON = fromFileUrl(new URL("../deno.json", import.meta.url));
 const CLASSES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /** Runs predict.ts with the `predict` task's permissions, writes narrowed to `.test-tmp`. */
-async function predict(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const tasks = JSON.parse(await Deno.readTextFile(DENO_JSON)).tasks as Record<string, string>;
-  const perms = tasks.predict.split(/\s+/).filter((a) => a.startsWith("--allow-"))
-    .map((f) => f.startsWith("--allow-write") ? "--allow-write=.test-tmp" : f);
-  assert.ok(!perms.some((p) => p.startsWith("--allow-net")), "predict needs no network");
-  const out = await new Deno.Command("deno", {
-    args: ["run", "--no-prompt", ...perms, PREDICT_TS, ...args],
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+async function predict(args: string[]): Promise<TaskOutput> {
+  const { flags } = await taskPermissions("predict");
+  assert.ok(!flags.some((p) => p.startsWith("--allow-net")), "predict needs no network");
+  return await runTask("predict", args);
 }
 
 /** Asserts a failed run with exactly one `error: ...` line on stderr; returns it. */

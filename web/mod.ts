@@ -65,4 +65,11 @@ export { crossEntropy } from "../ops/loss.ts";
 export { type NamedVariable, SGD, type SGDOptions } from "../training/sgd.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "../training/step.ts";
 export { normalizePixels } from "../data/batches.ts";
+export { resizeBilinear, type RgbImage } from "../data/resize.ts";
+export {
+  classifyBatch,
+  classifyImages,
+  type ClassifyOptions,
+  type Prediction,
+} from "../training/classify.ts";
 export { UserError } from "../util/errors.ts";

@@ -58,8 +58,25 @@ export async function launchChromium(): Promise<Browser> {
     handleSIGTERM: false,
     handleSIGHUP: false,
   });
-  browser.once("disconnected", () => {
-    Deno.removeSync(userDataDir, { recursive: true });
-  });
+  // The profile goes with the browser: `close()` removes it once Chromium has exited (Chromium may
+  // still be writing it for a moment after the connection closes, so the removal is retried).
+  const close = browser.close.bind(browser);
+  browser.close = async () => {
+    await close();
+    await removeProfile(userDataDir);
+  };
   return browser;
+}
+
+/** Removes a browser profile folder, retrying while Chromium's last writes land. */
+async function removeProfile(dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      await Deno.remove(dir, { recursive: true });
+      return;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

@@ -7,48 +7,37 @@ import * as rv from "./regnet-vision.js";
 const $ = (id) => document.getElementById(id);
 const { tf } = rv;
 
-/** RGB bytes (HWC) of an image decoded and resized to `size` x `size`. */
+/**
+ * RGB bytes (HWC) of a photo resized to `size` x `size` as `deno task predict` and the data
+ * loaders resize it: the browser decodes at the photo's own size (no colour conversion), then the
+ * toolkit's resize (PIL's antialiased bilinear, `resizeBilinear`).
+ */
 async function rgbOf(blob, size) {
   const bitmap = await createImageBitmap(blob, {
     colorSpaceConversion: "none",
     premultiplyAlpha: "none",
-    resizeWidth: size,
-    resizeHeight: size,
-    resizeQuality: "high",
   });
-  const canvas = new OffscreenCanvas(size, size);
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
-  const rgba = ctx.getImageData(0, 0, size, size).data;
-  const rgb = new Uint8Array(size * size * 3);
+  const rgba = ctx.getImageData(0, 0, width, height).data;
+  const data = new Uint8Array(width * height * 3);
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
+    data[j] = rgba[i];
+    data[j + 1] = rgba[i + 1];
+    data[j + 2] = rgba[i + 2];
   }
-  return rgb;
+  return rv.resizeBilinear({ width, height, data }, { width: size, height: size }).data;
 }
 
-/** Class probabilities of `n` images (RGB bytes, `imageSize` square), as arrays. */
-async function classify(model, run, rgb, n) {
-  const s = run.imageSize;
-  const probs = tf.tidy(() => {
-    let x = tf.tensor4d(rv.normalizePixels(rgb), [n, s, s, 3]);
-    // As the training batches: stored images resized to the model's input (CIFAR at 32).
-    if (s !== run.inputSize) {
-      x = tf.image.resizeBilinear(x, [run.inputSize, run.inputSize], false, true);
-    }
-    return tf.softmax(model.predict(x));
+/** The top `k` classes of `n` images (RGB bytes, `imageSize` square), as `predict` gives them. */
+function classify(model, run, pixels, n, k) {
+  return rv.classifyImages(model, { pixels, count: n, size: run.imageSize }, {
+    inputSize: run.inputSize,
+    top: k,
   });
-  const values = await probs.data();
-  probs.dispose();
-  const k = run.classes.length;
-  return Array.from({ length: n }, (_, i) => Array.from(values.subarray(i * k, (i + 1) * k)));
-}
-
-function top(p, count) {
-  return p.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, count);
 }
 
 async function showGrid(model, run) {
@@ -62,7 +51,7 @@ async function showGrid(model, run) {
   const n = bytes.length / (4 + per);
   const labels = new Int32Array(bytes.buffer.slice(0, n * 4));
   const pixels = bytes.subarray(n * 4);
-  const probs = await classify(model, run, pixels, n);
+  const predictions = await classify(model, run, pixels, n, 1);
   for (let i = 0; i < n; i++) {
     const fig = document.createElement("figure");
     const canvas = document.createElement("canvas");
@@ -73,7 +62,7 @@ async function showGrid(model, run) {
       img.data[p * 4 + 3] = 255;
     }
     canvas.getContext("2d").putImageData(img, 0, 0);
-    const pred = top(probs[i], 1)[0][1];
+    const pred = predictions[i].classes[0];
     const caption = document.createElement("figcaption");
     caption.textContent = `${run.classes[pred]}/${run.classes[labels[i]]}`;
     caption.className = pred === labels[i] ? "right" : "wrong";
@@ -93,12 +82,11 @@ async function onFiles(model, run, files) {
     $("results").append(li);
     try {
       const t0 = performance.now();
-      const [p] = await classify(model, run, await rgbOf(file, run.imageSize), 1);
-      const best = top(p, 3);
+      const [p] = await classify(model, run, await rgbOf(file, run.imageSize), 1, 3);
       text.textContent = `${file.name}: ` +
-        best.map(([v, i]) => `${run.classes[i]} ${(100 * v).toFixed(1)}%`).join(", ") +
-        ` (${(performance.now() - t0).toFixed(0)} ms)`;
-      li.dataset.top1 = run.classes[best[0][1]];
+        p.classes.map((c, i) => `${run.classes[c]} ${(100 * p.probabilities[i]).toFixed(1)}%`)
+          .join(", ") + ` (${(performance.now() - t0).toFixed(0)} ms)`;
+      li.dataset.top1 = run.classes[p.classes[0]];
     } catch (e) {
       text.textContent = `${file.name}: ${e.message}`;
       text.className = "error";

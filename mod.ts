@@ -75,7 +75,8 @@ export {
   type LoadDatasetOptions,
 } from "./data/load.ts";
 export { learningRate, PRESETS, resolveConfig, type TrainConfig } from "./training/config.ts";
-export { train, type TrainOptions, type TrainResult } from "./training/loop.ts";
+export { resumedConfig, train, type TrainOptions, type TrainResult } from "./training/loop.ts";
+export { type ModelSource, resolveModelSource, RunFolder } from "./run/folder.ts";
 export { evaluate, type Evaluation } from "./training/evaluate.ts";
 export {
   classifyBatch,

@@ -12,10 +12,9 @@ import { DATASET_NAMES, type DatasetName, loadDataset } from "./data/load.ts";
 import { takeFirst } from "./data/dataset.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict } from "./models/weights.ts";
-import { compareRuns } from "./report/compare.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
 import { RUN_FILES } from "./run/records.ts";
-import { resolveModelSource } from "./run/folder.ts";
+import { compareRuns, resolveModelSource } from "./run/folder.ts";
 import {
   confusionMatrix,
   formatConfusion,

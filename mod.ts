@@ -76,7 +76,7 @@ export {
 } from "./data/load.ts";
 export { learningRate, PRESETS, resolveConfig, type TrainConfig } from "./training/config.ts";
 export { resumedConfig, train, type TrainOptions, type TrainResult } from "./training/loop.ts";
-export { type ModelSource, resolveModelSource, RunFolder } from "./run/folder.ts";
+export { compareRuns, type ModelSource, resolveModelSource, RunFolder } from "./run/folder.ts";
 export { evaluate, type Evaluation } from "./training/evaluate.ts";
 export {
   classifyBatch,
@@ -87,7 +87,7 @@ export {
 } from "./training/classify.ts";
 export { type GridItem, renderPredictionGrid } from "./report/grid.ts";
 export { renderCurves } from "./report/curves.ts";
-export { compareRuns } from "./report/compare.ts";
+export { type ComparedRun, compareTable } from "./report/compare.ts";
 export { batchNormTraining, runningStatsUpdate } from "./ops/batchnorm.ts";
 export { conv2d, type ConvSpec } from "./ops/conv.ts";
 export { squeezeExcitation } from "./ops/squeeze_excite.ts";

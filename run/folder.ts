@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import type { tf } from "../deps.ts";
 import { saveWeights } from "../models/weights.ts";
+import { compareTable } from "../report/compare.ts";
 import { renderCurves } from "../report/curves.ts";
 import { requireWrite, UserError } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/files.ts";
@@ -282,4 +283,31 @@ export async function resolveModelSource(
     throw new UserError("give --run <run folder>, or --model <name> and --weights <file>");
   }
   return { saved: run?.config, model, weights };
+}
+
+/**
+ * Reads run folders and compares them in one Markdown table (`report/compare.ts`'s
+ * `compareTable`), one row per run in the order given.
+ *
+ * @param dirs run folders written by `train.ts` (at least one)
+ * @returns the table, ending with a newline
+ * @throws {UserError} naming the run folder that cannot be read
+ * @example
+ * ```ts ignore
+ * console.log(await compareRuns(["runs/resnet20", "runs/regnety400"]));
+ * ```
+ */
+export async function compareRuns(dirs: string[]): Promise<string> {
+  if (dirs.length === 0) throw new UserError("no run folder given to compare");
+  const runs = [];
+  for (const dir of dirs) {
+    try {
+      const run = await RunFolder.open(dir);
+      runs.push({ dir, config: run.config, records: run.records });
+    } catch (err) {
+      if (err instanceof UserError) throw new UserError(`run folder ${dir}: ${err.message}`);
+      throw err;
+    }
+  }
+  return compareTable(runs);
 }

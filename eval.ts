@@ -12,9 +12,9 @@ import { DATASET_NAMES, type DatasetName, loadDataset } from "./data/load.ts";
 import { takeFirst } from "./data/dataset.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict } from "./models/weights.ts";
-import { compareRuns } from "./report/compare.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
-import { RUN_FILES, runModel } from "./run/records.ts";
+import { RUN_FILES } from "./run/records.ts";
+import { compareRuns, resolveModelSource } from "./run/folder.ts";
 import {
   confusionMatrix,
   formatConfusion,
@@ -69,7 +69,9 @@ runCli(async () => {
 
   const run = v["run"] as string | undefined;
   // --run, --model, --weights
-  const { saved, model: modelName, weights } = await runModel(v as Parameters<typeof runModel>[0]);
+  const { saved, model: modelName, weights } = await resolveModelSource(
+    v as Parameters<typeof resolveModelSource>[0],
+  );
   // Where results go is checked before the data loads and the model runs.
   const jsonPath = (v["json"] as string | undefined) ??
     (run ? join(run, RUN_FILES.eval) : undefined);

@@ -13,7 +13,8 @@ import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict, saveWeights } from "./models/weights.ts";
 import { saveLayersModel } from "./models/tfjs_io.ts";
-import { headRows, runModel } from "./run/records.ts";
+import { headRows } from "./run/records.ts";
+import { resolveModelSource } from "./run/folder.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { writeFileAtomic } from "./util/files.ts";
 import { UserError } from "./util/errors.ts";
@@ -51,7 +52,9 @@ runCli(async () => {
   }
   const run = v["run"] as string | undefined;
   // --run, --model, --weights
-  const { saved, model: modelName, weights } = await runModel(v as Parameters<typeof runModel>[0]);
+  const { saved, model: modelName, weights } = await resolveModelSource(
+    v as Parameters<typeof resolveModelSource>[0],
+  );
   const format = (v["format"] as typeof FORMATS[number] | undefined) ?? "onnx";
   const inputSize = (v["input-size"] as number | undefined) ?? saved?.train.inputSize ??
     modelSpec(modelName).defaultInputSize;

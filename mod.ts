@@ -75,7 +75,8 @@ export {
   type LoadDatasetOptions,
 } from "./data/load.ts";
 export { learningRate, PRESETS, resolveConfig, type TrainConfig } from "./training/config.ts";
-export { train, type TrainOptions, type TrainResult } from "./training/loop.ts";
+export { resumedConfig, train, type TrainOptions, type TrainResult } from "./training/loop.ts";
+export { compareRuns, type ModelSource, resolveModelSource, RunFolder } from "./run/folder.ts";
 export { evaluate, type Evaluation } from "./training/evaluate.ts";
 export {
   classifyBatch,
@@ -86,7 +87,7 @@ export {
 } from "./training/classify.ts";
 export { type GridItem, renderPredictionGrid } from "./report/grid.ts";
 export { renderCurves } from "./report/curves.ts";
-export { compareRuns } from "./report/compare.ts";
+export { type ComparedRun, compareTable } from "./report/compare.ts";
 export { batchNormTraining, runningStatsUpdate } from "./ops/batchnorm.ts";
 export { conv2d, type ConvSpec } from "./ops/conv.ts";
 export { squeezeExcitation } from "./ops/squeeze_excite.ts";

@@ -14,7 +14,8 @@ import { assignStateDict, readStateDict } from "./models/weights.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
 import { formatPredictionTable, type PredictionRow, predictionsCsv } from "./report/predictions.ts";
 import { collectImages, readImages } from "./run/predict.ts";
-import { headRows, runModel } from "./run/records.ts";
+import { headRows } from "./run/records.ts";
+import { resolveModelSource } from "./run/folder.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { classifyImages, storedImageSize } from "./training/classify.ts";
 import { writeFileAtomic } from "./util/files.ts";
@@ -59,7 +60,9 @@ runCli(async () => {
     return;
   }
   // --run, --model, --weights
-  const { saved, model: modelName, weights } = await runModel(v as Parameters<typeof runModel>[0]);
+  const { saved, model: modelName, weights } = await resolveModelSource(
+    v as Parameters<typeof resolveModelSource>[0],
+  );
   if (!positionals.length) throw new UserError("give one or more image files or folders");
   const outputs = { "--json": v["json"], "--csv": v["csv"], "--grid": v["grid"] };
   for (const [flag, path] of Object.entries(outputs)) {

@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { BACKEND_NAMES } from "./backend/backend.ts";
+import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
 import { DATASET_NAMES } from "./data/load.ts";
 import { MODEL_NAMES } from "./models/registry.ts";
 import { type FlagSpec, type FlagValues, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { resolveConfig, type TrainConfig } from "./training/config.ts";
-import { train } from "./training/loop.ts";
+import { resumedConfig, train } from "./training/loop.ts";
 import { UserError } from "./util/errors.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -78,8 +78,9 @@ runCli(async () => {
     throw new UserError(`--model is required; valid models: ${MODEL_NAMES.join(", ")}`);
   }
   const config = resume
-    ? { epochs: values["epochs"] } as TrainConfig
+    ? await resumedConfig(resume, values["epochs"] as number | undefined)
     : resolveConfig(values["model"] as string, overrides(values));
+  const backend = await initBackend({ backend: config.backend, log: (l) => console.log(l) });
   const stop = new AbortController();
   const onSigint = () => {
     if (stop.signal.aborted) Deno.exit(130);
@@ -93,6 +94,7 @@ runCli(async () => {
       progress: true,
       signal: stop.signal,
       eager: values["eager"] === true,
+      backend,
     }, resume);
     if (result.interrupted) Deno.exitCode = 130;
   } finally {

@@ -1,10 +1,32 @@
 /**
- * A Markdown table that compares training runs side by side, read from their run folders.
+ * A Markdown table that compares training runs side by side (`run/folder.ts`'s `compareRuns`
+ * reads them from their run folders).
  *
  * @module
  */
-import { type EpochRecord, readRun } from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
+
+/** What the table reads of an epoch (a run's epoch record has these fields and more). */
+export interface ComparedEpoch {
+  /** Epoch number, 1-based. */
+  epoch: number;
+  /** Validation accuracy after the epoch, 0..1. */
+  val_acc: number;
+  /** Seconds spent training in the epoch. */
+  epoch_time_s: number;
+  /** Training images per second over the epoch. */
+  img_per_s: number;
+}
+
+/** One run to compare: its folder, configuration and epochs. */
+export interface ComparedRun {
+  /** The run folder as given. */
+  dir: string;
+  /** Model, parameters and planned epochs of the run. */
+  config: { model: string; params: number; epochs: number };
+  /** The run's epochs, in order. */
+  records: readonly ComparedEpoch[];
+}
 
 /** What the comparison table shows for one run. */
 export interface RunSummary {
@@ -45,7 +67,7 @@ export interface RunSummary {
 export function summarizeRun(
   dir: string,
   config: { model: string; params: number; epochs: number },
-  records: EpochRecord[],
+  records: readonly ComparedEpoch[],
 ): RunSummary {
   let best: RunSummary["best"] = null;
   for (const r of records) {
@@ -102,33 +124,26 @@ const pct = (v: number | null) => v === null ? "-" : `${(100 * v).toFixed(2)}%`;
 const cell = (s: string) => s.replaceAll("|", "\\|");
 
 /**
- * Reads run folders and compares them in one Markdown table, one row per run in the order
- * given: run, model, parameters, epochs done (of planned), best validation accuracy (with its
- * epoch), final validation accuracy, training time (sum of the epochs' training seconds) and
- * mean training images per second.
+ * Compares runs in one Markdown table, one row per run in the order given: run, model,
+ * parameters, epochs done (of planned), best validation accuracy (with its epoch), final
+ * validation accuracy, training time (sum of the epochs' training seconds) and mean training
+ * images per second.
  *
- * @param dirs run folders written by `train.ts` (at least one)
+ * @param runs the runs (at least one)
  * @returns the table, ending with a newline
- * @throws {UserError} naming the run folder that cannot be read
+ * @throws {UserError} when no run is given
  * @example
- * ```ts ignore
- * console.log(await compareRuns(["runs/resnet20", "runs/regnety400"]));
+ * ```ts
+ * import { compareTable } from "./compare.ts";
+ * const config = { model: "resnet20", params: 272474, epochs: 2 };
+ * console.log(compareTable([{ dir: "runs/a", config, records: [] }]));
  * ```
  */
-export async function compareRuns(dirs: string[]): Promise<string> {
-  if (dirs.length === 0) throw new UserError("no run folder given to compare");
+export function compareTable(runs: readonly ComparedRun[]): string {
+  if (runs.length === 0) throw new UserError("no run folder given to compare");
   const rows: string[][] = [];
-  for (const dir of dirs) {
-    let run;
-    try {
-      run = await readRun(dir);
-    } catch (err) {
-      if (err instanceof UserError) {
-        throw new UserError(`run folder ${dir}: ${err.message}`);
-      }
-      throw err;
-    }
-    const s = summarizeRun(dir, run.config, run.records);
+  for (const { dir, config, records } of runs) {
+    const s = summarizeRun(dir, config, records);
     rows.push([
       s.dir,
       s.model,

@@ -14,7 +14,20 @@ import {
   skColor,
   textWidth,
 } from "./draw.ts";
-import type { EpochRecord } from "../run/records.ts";
+
+/** What the curves show of an epoch (a run's epoch record has these fields and more). */
+export interface CurvePoint {
+  /** Epoch number, 1-based. */
+  epoch: number;
+  /** Mean training loss over the epoch. */
+  train_loss: number;
+  /** Training accuracy, 0..1. */
+  train_acc: number;
+  /** Validation loss after the epoch. */
+  val_loss: number;
+  /** Validation accuracy after the epoch, 0..1. */
+  val_acc: number;
+}
 
 /** Line colours (RGB) of the two series, matplotlib's first two default colours. */
 export const CURVE_COLORS: { train: [number, number, number]; val: [number, number, number] } = {
@@ -248,13 +261,12 @@ function drawPanel(t: Tools, panel: Panel, epochs: number[], height: number): vo
  * ```ts
  * import { renderCurves } from "./curves.ts";
  * const png = await renderCurves([{
- *   epoch: 1, lr: 0.1, train_loss: 1.9, train_acc: 0.3, val_loss: 1.7, val_acc: 0.38,
- *   epoch_time_s: 40, img_per_s: 1250,
+ *   epoch: 1, train_loss: 1.9, train_acc: 0.3, val_loss: 1.7, val_acc: 0.38,
  * }]);
  * console.assert(png.length > 0);
  * ```
  */
-export async function renderCurves(records: EpochRecord[]): Promise<Uint8Array> {
+export async function renderCurves(records: readonly CurvePoint[]): Promise<Uint8Array> {
   if (records.length === 0) {
     throw new RangeError("renderCurves needs at least one epoch record");
   }

@@ -1,7 +1,8 @@
 /**
  * Checkpoints: the model's state dict, the optimizer's momentum buffers (both in PyTorch's
- * layout) and the progress (epochs done, best accuracy) in one safetensors file, written to a
- * temporary name and renamed so that a crash never leaves a half-written checkpoint.
+ * layout) and the progress (epochs done, best accuracy) in one safetensors file, which the run
+ * folder (`folder.ts`) writes to a temporary name and renames, so that a crash never leaves a
+ * half-written checkpoint.
  *
  * @module
  */
@@ -15,8 +16,19 @@ import {
   toTorchLayout,
 } from "../models/weights.ts";
 import { UserError } from "../util/errors.ts";
-import type { SGD } from "../training/sgd.ts";
-import { writeFileAtomic } from "../util/files.ts";
+
+/**
+ * What a checkpoint saves of an optimizer: its learning rate and its momentum buffers by
+ * parameter name (`training/sgd.ts`'s `SGD` is one).
+ */
+export interface OptimizerState {
+  /** The current learning rate. */
+  lr: number;
+  /** The momentum buffers, keyed by the parameter's PyTorch name. */
+  buffers(): ReadonlyMap<string, tf.Tensor>;
+  /** Sets the momentum buffer of a parameter. */
+  setBuffer(name: string, value: tf.Tensor): void;
+}
 
 /** The steps done of an epoch that was stopped in the middle, with its running sums. */
 export interface PartialEpoch {
@@ -49,19 +61,19 @@ const OPTIMIZER = "optimizer.";
 const MOMENTUM = ".momentum_buffer";
 
 /**
- * Saves model, optimizer and progress to `path` atomically.
+ * A checkpoint's bytes: model, optimizer and progress in one safetensors file (the run folder
+ * writes it, atomically).
  *
- * @param path the checkpoint file
  * @param model the model
  * @param opt the optimizer
  * @param progress epochs done and best accuracy
+ * @returns the safetensors file
  */
-export async function saveCheckpoint(
-  path: string,
+export async function encodeCheckpoint(
   model: tf.LayersModel,
-  opt: SGD,
+  opt: OptimizerState,
   progress: Progress,
-): Promise<void> {
+): Promise<Uint8Array> {
   const tensors = new Map<string, SafeTensor>();
   for (const [name, t] of await stateDict(model)) tensors.set(MODEL + name, t);
   const entries = new Map(stateEntries(model).map((e) => [e.name, e]));
@@ -77,7 +89,7 @@ export async function saveCheckpoint(
     progress: JSON.stringify(progress),
     lr: String(opt.lr),
   };
-  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  return serializeSafetensors(tensors, metadata);
 }
 
 /**
@@ -91,7 +103,7 @@ export async function saveCheckpoint(
 export async function loadCheckpoint(
   path: string,
   model: tf.LayersModel,
-  opt: SGD,
+  opt: OptimizerState,
 ): Promise<Progress> {
   let parsed;
   try {

@@ -1,17 +1,17 @@
 /**
- * The files of a run folder ({@link RUN_FILES}), written by `train.ts` and read by `eval.ts` and
- * the run comparison: `config.json` (the resolved configuration, {@link SavedRun}) and
- * `metrics.jsonl` (one {@link EpochRecord} a line, appended at the end of every epoch); the
- * checkpoint's format is `checkpoint.ts`'s. Also the fixed-column epoch log line.
+ * The formats of a run folder's files ({@link RUN_FILES}): `config.json` (the resolved
+ * configuration, {@link SavedRun}) and `metrics.jsonl` (one {@link EpochRecord} a line, appended
+ * at the end of every epoch); the checkpoint's format is `checkpoint.ts`'s. Also the fixed-column
+ * epoch log line. A run is written and read through `folder.ts`'s `RunFolder`.
  *
  * @module
  */
 import { join } from "node:path";
+import type { DatasetName } from "../data/load.ts";
 import { createModel } from "../models/registry.ts";
 import { stateEntries } from "../models/weights.ts";
 import { UserError } from "../util/errors.ts";
 import { writeFileAtomic } from "../util/files.ts";
-import type { TrainConfig } from "../training/config.ts";
 
 /** Name of the configuration file inside a run folder. */
 const CONFIG_FILE = "config.json";
@@ -24,35 +24,10 @@ export const RUN_FILES = {
   checkpoint: "checkpoint.safetensors",
   best: "best.safetensors",
   curves: "curves.png",
+  metrics: METRICS_FILE,
   /** What `eval.ts` writes about a run (accuracy, loss, per class, confusion). */
   eval: "eval.json",
 } as const;
-
-/**
- * The model a command works on: a run folder's (its saved configuration, its best weights), or
- * the one named by flags (`--model`, `--weights`), flags first.
- *
- * @param from the run folder, the model name and the weights file given
- * @returns the saved configuration (with a run folder), the model name and the weights file
- * @throws UserError when neither a run folder nor a model and weights are given
- * @example
- * ```ts
- * import { runModel } from "./records.ts";
- * const m = await runModel({ model: "resnet20", weights: "w.safetensors" });
- * console.log(m.model, m.weights); // resnet20 w.safetensors
- * ```
- */
-export async function runModel(
-  from: { run?: string; model?: string; weights?: string },
-): Promise<{ saved?: SavedRun; model: string; weights: string }> {
-  const saved = from.run ? (await readRun(from.run)).config as SavedRun : undefined;
-  const model = from.model ?? saved?.model;
-  const weights = from.weights ?? (from.run ? join(from.run, RUN_FILES.best) : undefined);
-  if (!model || !weights) {
-    throw new UserError("give --run <run folder>, or --model <name> and --weights <file>");
-  }
-  return { saved, model, weights };
-}
 
 /**
  * The number of classes of weights without a run: the rows of the model's head tensor.
@@ -78,12 +53,44 @@ export function headRows(
   return rows;
 }
 
-/** The run's configuration as saved in `config.json`. */
+/**
+ * The fields of a run's training configuration that reading the run needs (the commands that
+ * evaluate, export or predict with a run's weights). `TrainConfig` (`training/config.ts`), the
+ * whole configuration, extends it.
+ */
+export interface RunSettings {
+  /** Model name, e.g. `resnet20`. */
+  model: string;
+  /** `cifar10`, `cifar100` or `folder`. */
+  dataset: DatasetName;
+  /** Data folder; `data/` (downloading CIFAR when absent) when not given. */
+  data?: string;
+  /** Number of epochs. */
+  epochs: number;
+  /** Images per step. */
+  batchSize: number;
+  /** Height and width the images are resized to. */
+  inputSize: number;
+  /** Seed of the weights, the shuffle and the augmentation. */
+  seed: number;
+  /** Fraction of a single-folder dataset held out for validation. */
+  valSplit: number;
+}
+
+/** The run's configuration as saved in `config.json` by a training run. */
 export interface SavedRun extends RunConfig {
-  /** The full training configuration. */
-  train: TrainConfig;
+  /** The full training configuration (`TrainConfig`); its `batchSize` is the run's. */
+  train: RunSettings;
   /** Class names of the dataset. */
   classes: string[];
+  /** The tfjs backend the run started on. */
+  backend?: string;
+  /** The adapter it ran on (`"cpu"` on the cpu backend). */
+  adapter?: string;
+  /** Training images. */
+  train_images?: number;
+  /** Validation images. */
+  val_images?: number;
 }
 
 /** What one training epoch measured. */
@@ -116,8 +123,6 @@ export interface RunConfig {
   dataset: string;
   /** Number of epochs asked for. */
   epochs: number;
-  /** Training batch size. */
-  batch_size: number;
   /** Any other setting of the run. */
   [key: string]: unknown;
 }
@@ -158,7 +163,7 @@ function parseConfig(text: string, path: string): RunConfig {
   for (const key of ["model", "dataset"]) {
     if (typeof obj[key] !== "string") throw new UserError(`${path}: "${key}" must be a string`);
   }
-  for (const key of ["params", "epochs", "batch_size"]) {
+  for (const key of ["params", "epochs"]) {
     if (typeof obj[key] !== "number" || !Number.isFinite(obj[key])) {
       throw new UserError(`${path}: "${key}" must be a number`);
     }
@@ -200,14 +205,25 @@ function parseRecord(line: string, path: string, lineNo: number): EpochRecord {
  * ```
  */
 export async function readRun(dir: string): Promise<{ config: RunConfig; records: EpochRecord[] }> {
-  const configPath = join(dir, CONFIG_FILE);
+  const config = await readRunConfig(dir);
   const metricsPath = join(dir, METRICS_FILE);
-  const config = parseConfig(await readText(configPath, dir), configPath);
   const records: EpochRecord[] = [];
   (await readText(metricsPath, dir)).split("\n").forEach((line, i) => {
     if (line.trim() !== "") records.push(parseRecord(line, metricsPath, i + 1));
   });
   return { config, records };
+}
+
+/**
+ * Reads a run folder's `config.json`.
+ *
+ * @param dir the run folder
+ * @returns the configuration
+ * @throws {UserError} naming the file when it is missing or malformed
+ */
+export async function readRunConfig(dir: string): Promise<RunConfig> {
+  const path = join(dir, CONFIG_FILE);
+  return parseConfig(await readText(path, dir), path);
 }
 
 /**
@@ -219,12 +235,32 @@ export async function readRun(dir: string): Promise<{ config: RunConfig; records
  * @example
  * ```ts ignore
  * await writeRunConfig("runs/a", { model: "resnet20", params: 272474, dataset: "cifar10",
- *   epochs: 150, batch_size: 64 });
+ *   epochs: 150 });
  * ```
  */
 export async function writeRunConfig(dir: string, config: RunConfig): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(join(dir, CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
+  await writeFileAtomic(join(dir, CONFIG_FILE), encodeRunConfig(config));
+}
+
+/**
+ * The bytes of `config.json`.
+ *
+ * @param config the resolved configuration
+ * @returns indented JSON with a final newline
+ */
+export function encodeRunConfig(config: RunConfig): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n");
+}
+
+/**
+ * The bytes of `metrics.jsonl`: one record a line (non-finite numbers as `null`).
+ *
+ * @param records the epochs' figures, in order
+ * @returns the file
+ */
+export function encodeEpochRecords(records: readonly EpochRecord[]): Uint8Array {
+  return new TextEncoder().encode(records.map((r) => JSON.stringify(r) + "\n").join(""));
 }
 
 /**
@@ -256,8 +292,7 @@ export async function appendEpochRecord(dir: string, record: EpochRecord): Promi
  */
 export async function writeEpochRecords(dir: string, records: EpochRecord[]): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  const text = records.map((r) => JSON.stringify(r) + "\n").join("");
-  await writeFileAtomic(join(dir, METRICS_FILE), new TextEncoder().encode(text));
+  await writeFileAtomic(join(dir, METRICS_FILE), encodeEpochRecords(records));
 }
 
 /** Column widths of the epoch line, in order: epoch, lr, loss, acc, loss, acc, time, img/s. */

@@ -126,6 +126,7 @@ Deno.test("train CLI: bad flags and a missing data folder are one-line errors", 
 });
 
 Deno.test("eval CLI: --compare tables two runs; --run writes eval.json and the grid", async () => {
+  await initBackend({ backend: "webgpu", log: null });
   const root = await tempDir();
   try {
     const labels = (n: number, k: number) => Array.from({ length: n }, (_, i) => (i * k) % 10);

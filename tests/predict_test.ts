@@ -64,7 +64,6 @@ async function makeRun(
     params: countParams(model),
     dataset: train.dataset,
     epochs: 1,
-    batch_size: train.batchSize,
     train,
     classes: CLASSES,
   });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { compareRuns, formatDuration, groupThousands } from "../report/compare.ts";
+import { formatDuration, groupThousands } from "../report/compare.ts";
+import { compareRuns } from "../run/folder.ts";
 import { appendEpochRecord, type EpochRecord, writeRunConfig } from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 

@@ -14,7 +14,8 @@ import { loadWeights, stateDict } from "../models/weights.ts";
 import { appendEpochRecord, readRun } from "../run/records.ts";
 import { loadCheckpoint } from "../run/checkpoint.ts";
 import { learningRate, PRESETS, resolveConfig, type TrainConfig } from "../training/config.ts";
-import { train } from "../training/loop.ts";
+import { train, type TrainOptions } from "../training/loop.ts";
+import { initBackend } from "../backend/backend.ts";
 import { RUN_FILES, type SavedRun } from "../run/records.ts";
 import { SGD } from "../training/sgd.ts";
 import { UserError } from "../util/errors.ts";
@@ -84,7 +85,20 @@ function assertSameTensors(
 
 const silent = (lines: string[]) => (line: string) => void lines.push(line);
 
+/**
+ * Options that stop a run as Ctrl-C would, once step `step` of epoch `epoch` (1-based) is
+ * queued: in the middle of the epoch, or after it when it is the epoch's last step.
+ */
+function stopAt(epoch: number, step: number): Pick<TrainOptions, "signal" | "onStep"> {
+  const stop = new AbortController();
+  return {
+    signal: stop.signal,
+    onStep: (e, s) => void (e === epoch && s === step && stop.abort()),
+  };
+}
+
 Deno.test("train: a 2-epoch run writes every file; a resumed run equals an uninterrupted one", async (t) => {
+  await initBackend({ backend: "webgpu", log: null });
   const root = await tempDir();
   try {
     await writeCifar(root, 16, 8);
@@ -106,7 +120,8 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
       assert.equal(saved.model, "resnet20");
       assert.equal(saved.params, 272474);
       assert.equal(saved.epochs, 2);
-      assert.equal(saved.batch_size, 8);
+      assert.equal(saved.train.batchSize, 8);
+      assert.ok(!("batch_size" in saved), "the batch size is saved once, in train");
       assert.equal(saved.train_images, 16);
       assert.equal(saved.val_images, 8);
       assert.equal(saved.classes.length, 10);
@@ -157,7 +172,8 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
       "resume after a kill at epoch 1 gives the uninterrupted run's weights",
       async () => {
         const dirB = join(root, "b");
-        const first = await train(config, { out: dirB, log: silent([]), stopAfterEpochs: 1 });
+        // 2 steps per epoch: a stop at epoch 1's last step ends the run after epoch 1.
+        const first = await train(config, { out: dirB, log: silent([]), ...stopAt(1, 2) });
         assert.equal(first.epochs, 1);
         assert.equal(first.interrupted, true);
         assert.equal((await readRun(dirB)).records.length, 1);
@@ -194,7 +210,7 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
       async () => {
         const dirC = join(root, "c");
         // 2 steps per epoch: stop after 3 steps, in the middle of epoch 2.
-        const first = await train(config, { out: dirC, log: silent([]), stopAfterSteps: 3 });
+        const first = await train(config, { out: dirC, log: silent([]), ...stopAt(2, 1) });
         assert.equal(first.epochs, 1);
         assert.equal(first.interrupted, true);
         const logC: string[] = [];
@@ -233,7 +249,7 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
       "resume after Ctrl-C in the middle of epoch 1 gives the uninterrupted run",
       async () => {
         const dir = join(root, "e1");
-        const first = await train(config, { out: dir, log: silent([]), stopAfterSteps: 1 });
+        const first = await train(config, { out: dir, log: silent([]), ...stopAt(1, 1) });
         assert.deepEqual([first.epochs, first.interrupted], [0, true]);
         const log: string[] = [];
         const second = await train(config, { log: silent(log) }, dir);
@@ -259,7 +275,7 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
       "a kill between an epoch's record and its checkpoint: the epoch is run and recorded once",
       async () => {
         const dir = join(root, "dup");
-        await train(config, { out: dir, log: silent([]), stopAfterEpochs: 1 });
+        await train(config, { out: dir, log: silent([]), ...stopAt(1, 2) });
         const { records } = await readRun(dir);
         // As if killed after appending epoch 2's record, before writing its checkpoint.
         await appendEpochRecord(dir, { ...records[0], epoch: 2, train_loss: 9 });
@@ -302,6 +318,7 @@ Deno.test("train: a 2-epoch run writes every file; a resumed run equals an unint
 });
 
 Deno.test("train: a non-finite loss stops with a UserError and keeps the last good checkpoint", async () => {
+  await initBackend({ backend: "webgpu", log: null });
   const root = await tempDir();
   try {
     await writeCifar(root, 16, 8);

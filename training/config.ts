@@ -7,9 +7,13 @@
 import type { BackendName } from "../backend/backend.ts";
 import type { DatasetName } from "../data/load.ts";
 import { type ModelFamily, modelSpec } from "../models/registry.ts";
+import type { RunSettings } from "../run/records.ts";
 
-/** Everything a training run depends on. */
-export interface TrainConfig {
+/**
+ * Everything a training run depends on; saved whole in the run's `config.json` (`train`), where
+ * the commands that read a run find its {@link RunSettings}.
+ */
+export interface TrainConfig extends RunSettings {
   /** Model name (see `MODEL_NAMES`). */
   model: string;
   /** `cifar10`, `cifar100` or `folder`. */

@@ -1,41 +1,29 @@
 /**
- * The training loop: the reference code's `train_model` with validation after every epoch, fixed-column
- * logs, a run folder (config, metrics, checkpoint, best weights, curves), exact resume, and a
- * clean stop on Ctrl-C or on a non-finite loss.
+ * The training loop: the reference code's `train_model` with validation after every epoch,
+ * fixed-column logs, a run folder (`run/folder.ts`: config, metrics, checkpoint, best weights,
+ * curves), exact resume, and a clean stop on an aborted signal (Ctrl-C) or a non-finite loss.
+ * It runs on the backend the caller started (`initBackend`, as `train.ts` does).
  *
  * @module
  */
-import { join } from "node:path";
 import { tf } from "../deps.ts";
-import { type BackendInfo, initBackend } from "../backend/backend.ts";
+import type { BackendInfo } from "../backend/backend.ts";
 import { batchCount, iterateBatches } from "../data/batches.ts";
 import { type ImageDataset, takeFirst } from "../data/dataset.ts";
 import { loadDataset } from "../data/load.ts";
 import { countParams, createModel } from "../models/registry.ts";
-import { loadWeights, saveWeights } from "../models/weights.ts";
-import { renderCurves } from "../report/curves.ts";
+import { loadWeights } from "../models/weights.ts";
+import type { PartialEpoch } from "../run/checkpoint.ts";
+import { RunFolder } from "../run/folder.ts";
 import {
-  appendEpochRecord,
   epochLineHeader,
   type EpochRecord,
   formatEpochLine,
-  METRICS_FILE,
-  readRun,
-  RUN_FILES,
   type SavedRun,
-  writeEpochRecords,
-  writeRunConfig,
 } from "../run/records.ts";
-import { requireWrite, UserError } from "../util/errors.ts";
-import { learningRate, type TrainConfig } from "./config.ts";
-import {
-  loadCheckpoint,
-  type PartialEpoch,
-  type Progress,
-  saveCheckpoint,
-} from "../run/checkpoint.ts";
-import { writeFileAtomic } from "../util/files.ts";
+import { UserError } from "../util/errors.ts";
 import { throwIfDeviceFailed } from "../ops/extensions.ts";
+import { learningRate, type TrainConfig } from "./config.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
@@ -49,17 +37,23 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Show a progress bar on stderr (only when stderr is a terminal). */
   progress?: boolean;
-  /** Aborting finishes the current step, keeps the last checkpoint and returns. */
+  /**
+   * Aborting stops the run at the next step boundary with a checkpoint to `--resume` from
+   * (mid-epoch when the epoch is not done) and returns.
+   */
   signal?: AbortSignal;
-  /** Stop after this many epochs of this invocation (tests use it to simulate a kill). */
-  stopAfterEpochs?: number;
-  /** Stop after this many training steps of this invocation, as Ctrl-C would (tests). */
-  stopAfterSteps?: number;
+  /**
+   * Called after each training step is queued, with its 1-based epoch and step in the epoch (its
+   * loss is read while the next step runs); `signal` aborted here stops the run after this step.
+   */
+  onStep?: (epoch: number, step: number) => void;
   /**
    * Run every step through tfjs, without capturing and replaying it on webgpu
    * (`training/graphed.ts`; same results, more host work per step).
    */
   eager?: boolean;
+  /** The backend started (`initBackend`'s answer), saved in `config.json`. */
+  backend?: BackendInfo;
 }
 
 /** What {@link train} did. */
@@ -70,8 +64,182 @@ export interface TrainResult {
   epochs: number;
   /** Best validation accuracy. */
   bestAccuracy: number;
-  /** Whether the run stopped early (Ctrl-C or stopAfterEpochs). */
+  /** Whether the run stopped early (its `signal` aborted). */
   interrupted: boolean;
+}
+
+/**
+ * Trains a model as configured into a new run folder, or resumes the run in `resumeDir`, on the
+ * backend already started (`initBackend`).
+ *
+ * @param config the resolved configuration (when resuming, only its `epochs` counts, if given)
+ * @param options run folder, logging, interruption
+ * @param resumeDir a run folder to continue
+ * @returns the run folder and what was done
+ */
+export async function train(
+  config: TrainConfig,
+  options: TrainOptions = {},
+  resumeDir?: string,
+): Promise<TrainResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const run = resumeDir
+    ? await RunFolder.resume(resumeDir)
+    : await RunFolder.create(options.out ?? RunFolder.defaultDir(config.model));
+  if (resumeDir) config = savedConfig(run, config.epochs);
+  const { trainSet, valSet } = await loadData(config, log);
+  const model = await buildModel(config, trainSet.classNames.length, !resumeDir, log);
+  const opt = new SGD({
+    lr: config.lr,
+    momentum: config.momentum,
+    weightDecay: config.weightDecay,
+  });
+  const step = chooseStep(model, opt, options.eager === true, log);
+  const result = (interrupted: boolean): TrainResult => ({
+    dir: run.dir,
+    epochs: run.progress.epoch,
+    bestAccuracy: run.progress.bestAccuracy,
+    interrupted,
+  });
+  try {
+    if (resumeDir) {
+      const { epoch, partial } = await run.restore(model, opt);
+      const at = partial ? `, step ${partial.step} of epoch ${epoch + 1}` : "";
+      log(`resuming ${run.dir} after epoch ${epoch} of ${config.epochs}${at}`);
+    } else {
+      await run.start(describeRun(config, model, trainSet, valSet, options.backend), model, opt);
+      log(`config ${JSON.stringify(config)}`);
+    }
+    log(
+      `${config.model}: ${countParams(model).toLocaleString("en-US")} parameters; ` +
+        `${trainSet.size} training and ${valSet.size} validation images; run folder ${run.dir}`,
+    );
+    log(epochLineHeader());
+    for (let epoch = run.progress.epoch; epoch < config.epochs; epoch++) {
+      if (options.signal?.aborted) {
+        log(`stopped after epoch ${epoch}: checkpoint kept; continue with --resume ${run.dir}`);
+        return result(true);
+      }
+      opt.lr = learningRate(config, epoch);
+      const fit = await trainEpoch(step, trainSet, config, epoch, run.progress.partial, options);
+      if (fit.stoppedAt) {
+        await run.checkpointStop(fit.stoppedAt, model, opt);
+        log(
+          `stopped at epoch ${epoch + 1}, step ${fit.stoppedAt.step}: checkpoint written; ` +
+            `continue with --resume ${run.dir}`,
+        );
+        return result(true);
+      }
+      const val = await evaluate(model, valSet, { ...config, eager: options.eager });
+      const record = epochRecord(epoch + 1, opt.lr, fit, val, trainSet.size);
+      log(formatEpochLine(record, config.epochs));
+      await run.recordEpoch(record, model, opt);
+    }
+    const { bestAccuracy, bestEpoch } = run.progress;
+    log(
+      `done: best val acc ${(100 * bestAccuracy).toFixed(2)}% at epoch ${bestEpoch}; ` +
+        `weights ${run.path("best")}`,
+    );
+    return result(false);
+  } finally {
+    step.dispose();
+    opt.dispose();
+    model.dispose();
+  }
+}
+
+/**
+ * The configuration of the run in `dir`, to resume it (`train.ts` reads it to start the backend
+ * the run was made on): the saved one, with `epochs` raised when given.
+ *
+ * @param dir the run folder
+ * @param epochs the epochs asked for now, if any
+ * @returns the configuration
+ * @throws {UserError} when the run's `config.json` is missing or malformed
+ */
+export async function resumedConfig(dir: string, epochs?: number): Promise<TrainConfig> {
+  return savedConfig(await RunFolder.resume(dir), epochs);
+}
+
+/** The run's saved configuration, which wins when resuming; only `epochs` may be raised. */
+function savedConfig(run: RunFolder, epochs: number | undefined): TrainConfig {
+  const saved = run.config.train as TrainConfig;
+  return { ...saved, epochs: epochs ?? saved.epochs };
+}
+
+/** What `config.json` holds of a new run. */
+function describeRun(
+  config: TrainConfig,
+  model: tf.LayersModel,
+  trainSet: ImageDataset,
+  valSet: ImageDataset,
+  backend: BackendInfo | undefined,
+): SavedRun {
+  return {
+    model: config.model,
+    params: countParams(model),
+    dataset: config.dataset,
+    epochs: config.epochs,
+    train: config,
+    classes: [...trainSet.classNames],
+    backend: backend?.backend ?? tf.getBackend(),
+    adapter: backend?.adapter,
+    train_images: trainSet.size,
+    val_images: valSet.size,
+  };
+}
+
+/** One epoch's record from its training and validation figures. */
+function epochRecord(
+  epoch: number,
+  lr: number,
+  fit: EpochFit,
+  val: { loss: number; accuracy: number },
+  images: number,
+): EpochRecord {
+  return {
+    epoch,
+    lr,
+    train_loss: fit.loss,
+    train_acc: fit.accuracy,
+    val_loss: val.loss,
+    val_acc: val.accuracy,
+    epoch_time_s: fit.seconds,
+    img_per_s: images / fit.seconds,
+  };
+}
+
+/** The training step {@link train} runs on each batch. */
+interface TrainingStep {
+  run(x: tf.Tensor4D, y: tf.Tensor1D): BatchResult;
+  dispose(): void;
+}
+
+/**
+ * The training step: captured once and replayed (`graphed.ts`), which logs once each time it
+ * falls back to tfjs and why; or, with `eager`, tfjs's `trainBatch` every time.
+ */
+function chooseStep(
+  model: tf.LayersModel,
+  opt: SGD,
+  eager: boolean,
+  log: (l: string) => void,
+): TrainingStep {
+  if (eager) return { run: (x, y) => trainBatch(model, opt, x, y), dispose() {} };
+  const graph = new GraphedTrainStep(model, opt);
+  let reported: string | null = null;
+  return {
+    run(x, y) {
+      const result = graph.run(x, y);
+      const failure = graph.stats.lastFailure;
+      if (failure && failure !== reported) {
+        log(`note: training steps run through tfjs, not replayed (${failure})`);
+        reported = failure;
+      }
+      return result;
+    },
+    dispose: () => graph.dispose(),
+  };
 }
 
 async function loadData(config: TrainConfig, log: (l: string) => void) {
@@ -95,6 +263,27 @@ async function loadData(config: TrainConfig, log: (l: string) => void) {
 }
 
 /**
+ * The model to train, with `config.initWeights` loaded into a new run (`fresh`) for fine-tuning.
+ */
+async function buildModel(
+  config: TrainConfig,
+  numClasses: number,
+  fresh: boolean,
+  log: (l: string) => void,
+): Promise<tf.LayersModel> {
+  const { inputSize, seed } = config;
+  const model = createModel(config.model, { numClasses, inputSize, seed });
+  if (!fresh || !config.initWeights) return model;
+  try {
+    await initWeights(model, config.initWeights, log);
+    return model;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/**
  * Fine-tuning's start: loads the tensors of `path` (safetensors or `.pth`) that fit the model and
  * logs the ones that were not loaded (a head of another size, layers the file lacks).
  */
@@ -109,236 +298,21 @@ async function initWeights(model: tf.LayersModel, path: string, log: (l: string)
   if (report.unused.length) log(`  in the file but not in the model: ${report.unused.join(", ")}`);
 }
 
-/**
- * Trains a model as configured, or resumes the run in `resumeDir`.
- *
- * @param config the resolved configuration (ignored when resuming, but for `epochs`)
- * @param options run folder, logging, interruption
- * @param resumeDir a run folder to continue
- * @returns the run folder and what was done
- */
-export async function train(
-  config: TrainConfig,
-  options: TrainOptions = {},
-  resumeDir?: string,
-): Promise<TrainResult> {
-  // When resuming, the saved configuration wins; only `epochs` may be raised.
-  const log = options.log ?? ((line: string) => console.log(line));
-  let dir: string;
-  if (resumeDir) {
-    const saved = (await readRun(resumeDir)).config as SavedRun;
-    config = { ...saved.train, epochs: config.epochs ?? saved.train.epochs };
-    dir = resumeDir;
-  } else {
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
-      "T",
-      "-",
-    );
-    dir = options.out ?? join("runs", `${config.model}-${stamp}`);
-    // Another run's folder is never written over (its metrics would mix with this run's).
-    if (await holdsFiles(dir)) {
-      throw new UserError(
-        `--out ${dir} already holds files (a run folder?): continue that run with ` +
-          `--resume ${dir}, or give a fresh --out`,
-      );
-    }
-  }
-  // Checked before the data loads, so that a folder the run may not write fails at once.
-  await requireWrite(dir, resumeDir ? "--resume" : "--out", "train.ts");
-  // Data first: a wrong --data fails at once, before the GPU starts (host arrays only).
-  const { trainSet, valSet } = await loadData(config, log);
-  const backend: BackendInfo = await initBackend({ backend: config.backend, log });
-  const model = createModel(config.model, {
-    numClasses: trainSet.classNames.length,
-    inputSize: config.inputSize,
-    seed: config.seed,
-  });
-  if (config.initWeights && !resumeDir) {
-    try {
-      await initWeights(model, config.initWeights, log);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    }
-  }
-  const opt = new SGD({
-    lr: config.lr,
-    momentum: config.momentum,
-    weightDecay: config.weightDecay,
-  });
-  let progress: Progress = { epoch: 0, bestAccuracy: 0, bestEpoch: 0 };
-  const graph = options.eager ? null : new GraphedTrainStep(model, opt);
-  let reportedFailure: string | null = null;
-  const runStep = (x: tf.Tensor4D, y: tf.Tensor1D): BatchResult =>
-    graph ? graph.run(x, y) : trainBatch(model, opt, x, y);
-  try {
-    if (resumeDir) {
-      progress = await loadCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt);
-      const at = progress.partial
-        ? `, step ${progress.partial.step} of epoch ${progress.epoch + 1}`
-        : "";
-      log(`resuming ${dir} after epoch ${progress.epoch} of ${config.epochs}${at}`);
-    } else {
-      await Deno.mkdir(dir, { recursive: true });
-      const saved: SavedRun = {
-        model: config.model,
-        params: countParams(model),
-        dataset: config.dataset,
-        epochs: config.epochs,
-        batch_size: config.batchSize,
-        train: config,
-        classes: [...trainSet.classNames],
-        backend: backend.backend,
-        adapter: backend.adapter,
-        train_images: trainSet.size,
-        val_images: valSet.size,
-      };
-      await writeRunConfig(dir, saved);
-      await writeEpochRecords(dir, []);
-      // The initial weights, so that a run stopped (or killed) before its first checkpoint
-      // resumes from the start of epoch 1 with the same weights.
-      await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
-      log(`config ${JSON.stringify(config)}`);
-    }
-    log(
-      `${config.model}: ${countParams(model).toLocaleString("en-US")} parameters; ` +
-        `${trainSet.size} training and ${valSet.size} validation images; run folder ${dir}`,
-    );
-    log(epochLineHeader());
-    // Records of the epochs the checkpoint holds: a run killed after writing an epoch's record
-    // but before its checkpoint repeats that epoch, so its record is written again.
-    const records: EpochRecord[] = resumeDir ? await resumedRecords(dir, progress.epoch) : [];
-    let interrupted = false, epochsRun = 0;
-    const budget = { steps: options.stopAfterSteps ?? Infinity };
-    for (let epoch = progress.epoch; epoch < config.epochs; epoch++) {
-      const stopNow = options.signal?.aborted || budget.steps <= 0;
-      if (
-        stopNow || (options.stopAfterEpochs !== undefined && epochsRun >= options.stopAfterEpochs)
-      ) {
-        if (stopNow) {
-          log(`stopped after epoch ${epoch}: checkpoint kept; continue with --resume ${dir}`);
-        }
-        interrupted = true;
-        break;
-      }
-      opt.lr = learningRate(config, epoch);
-      const fit = await trainEpoch(runStep, trainSet, config, epoch, progress.partial, {
-        ...options,
-        budget,
-      });
-      const failure = graph?.stats.lastFailure;
-      if (failure && failure !== reportedFailure) {
-        log(`note: training steps run through tfjs, not replayed (${failure})`);
-        reportedFailure = failure;
-      }
-      if (fit.stoppedAt) {
-        // Stopped mid-epoch: checkpoint what is done so far, to continue from the next step.
-        interrupted = true;
-        progress = { ...progress, partial: fit.stoppedAt };
-        await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
-        log(
-          `stopped at epoch ${epoch + 1}, step ${fit.stoppedAt.step}: checkpoint written; ` +
-            `continue with --resume ${dir}`,
-        );
-        break;
-      }
-      const val = await evaluate(model, valSet, {
-        batchSize: config.batchSize,
-        inputSize: config.inputSize,
-        eager: options.eager,
-      });
-      const record: EpochRecord = {
-        epoch: epoch + 1,
-        lr: opt.lr,
-        train_loss: fit.loss,
-        train_acc: fit.accuracy,
-        val_loss: val.loss,
-        val_acc: val.accuracy,
-        epoch_time_s: fit.seconds,
-        img_per_s: trainSet.size / fit.seconds,
-      };
-      records.push(record);
-      await appendEpochRecord(dir, record);
-      log(formatEpochLine(record, config.epochs));
-      if (val.accuracy > progress.bestAccuracy || progress.bestEpoch === 0) {
-        progress = { ...progress, bestAccuracy: val.accuracy, bestEpoch: epoch + 1 };
-        await writeFileAtomic(join(dir, RUN_FILES.best), await saveWeights(model));
-      }
-      progress = {
-        epoch: epoch + 1,
-        bestAccuracy: progress.bestAccuracy,
-        bestEpoch: progress.bestEpoch,
-      };
-      await saveCheckpoint(join(dir, RUN_FILES.checkpoint), model, opt, progress);
-      await writeFileAtomic(join(dir, RUN_FILES.curves), await renderCurves(records));
-      epochsRun++;
-    }
-    if (!interrupted) {
-      log(
-        `done: best val acc ${(100 * progress.bestAccuracy).toFixed(2)}% at epoch ` +
-          `${progress.bestEpoch}; weights ${join(dir, RUN_FILES.best)}`,
-      );
-    }
-    return { dir, epochs: progress.epoch, bestAccuracy: progress.bestAccuracy, interrupted };
-  } finally {
-    graph?.dispose();
-    opt.dispose();
-    model.dispose();
-  }
-}
-
-/** Whether `dir` exists and is not empty. */
-async function holdsFiles(dir: string): Promise<boolean> {
-  try {
-    for await (const _ of Deno.readDir(dir)) return true;
-    return false;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    if (e instanceof Deno.errors.NotADirectory) {
-      throw new UserError(`--out ${dir} is a file; give a folder`);
-    }
-    throw e;
-  }
-}
-
-/**
- * The records of the first `epochs` epochs of a run being resumed (a run folder stopped in its
- * first epoch may have no `metrics.jsonl`); `metrics.jsonl` is rewritten to hold just those.
- */
-async function resumedRecords(dir: string, epochs: number): Promise<EpochRecord[]> {
-  let records: EpochRecord[] = [];
-  try {
-    records = (await readRun(dir)).records;
-  } catch (e) {
-    const missing = await Deno.stat(join(dir, METRICS_FILE)).then(() => false, () => true);
-    if (!(missing && epochs === 0)) throw e;
-  }
-  if (records.length < epochs) {
-    throw new UserError(
-      `${join(dir, METRICS_FILE)}: ${records.length} epoch records, but the checkpoint is ` +
-        `after epoch ${epochs}`,
-    );
-  }
-  records = records.slice(0, epochs);
-  await writeEpochRecords(dir, records);
-  return records;
-}
-
 interface EpochFit {
   loss: number;
   accuracy: number;
   seconds: number;
-  /** Set when the epoch stopped early (Ctrl-C or a step budget): where, with the sums so far. */
+  /** Set when the epoch stopped early (its signal aborted): where, with the sums so far. */
   stoppedAt?: PartialEpoch;
 }
 
 async function trainEpoch(
-  runStep: (x: tf.Tensor4D, y: tf.Tensor1D) => BatchResult,
+  trainingStep: TrainingStep,
   data: ImageDataset,
   config: TrainConfig,
   epoch: number,
   resumeFrom: PartialEpoch | undefined,
-  options: TrainOptions & { budget: { steps: number } },
+  options: TrainOptions,
 ): Promise<EpochFit> {
   const steps = batchCount(data, { batchSize: config.batchSize });
   const bar = options.progress && Deno.stderr.isTerminal()
@@ -387,16 +361,16 @@ async function trainEpoch(
   };
   let launched = step;
   for await (const batch of batches) {
-    const result = runStep(batch.x, batch.y);
+    const result = trainingStep.run(batch.x, batch.y);
     const values = Promise.all([result.loss.data(), result.correct.data()]).finally(() =>
       tf.dispose([result.loss, result.correct])
     );
     tf.dispose([batch.x, batch.y]);
     launched++;
-    options.budget.steps--;
+    options.onStep?.(epoch + 1, launched);
     await settle(); // the previous step's values, while this one runs
     pending = { values, size: batch.size };
-    if ((options.signal?.aborted || options.budget.steps <= 0) && launched < steps) {
+    if (options.signal?.aborted && launched < steps) {
       await settle();
       await batches.return(undefined);
       bar?.clear();

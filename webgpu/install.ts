@@ -25,7 +25,6 @@ import { adapterInfoOf, assertTfjsInternals, registeredWebGpuBackend } from "./r
 import { CPU_SPLIT_POLICY, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./kernels/conv_gemm.ts";
 import { FAST_KERNEL_NAMES, type FastKernelName } from "./kernels/conv.ts";
 import type { TuningPolicies } from "./kernels/declare.ts";
-import { DEFAULT_GROUPED_SPLIT } from "./kernels/grouped_conv.ts";
 import { KERNELS } from "./kernels/list.ts";
 import { ownKernelRegistered, registerKernels, unregisterKernels } from "./kernels/registry.ts";
 import { runningStatsInPlace } from "./kernels/running_stats.ts";
@@ -168,7 +167,7 @@ export function defaultPolicies(profile: KernelProfile): TuningPolicies {
   return {
     conv: { ...(profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY) },
     depthwise: { ...DEFAULT_SPLIT_POLICY },
-    grouped: { ...DEFAULT_GROUPED_SPLIT },
+    grouped: { ...DEFAULT_SPLIT_POLICY },
   };
 }
 

@@ -14,7 +14,6 @@ import type { KernelLimits } from "../../ops/support.ts";
 import { kernelKey } from "../runtime/direct.ts";
 import type { WebGPUProgram } from "../runtime/tfjs.ts";
 import type { SplitPolicy } from "./conv_gemm.ts";
-import type { GroupedSplitPolicy } from "./grouped_conv.ts";
 
 export { type DirectKernel, kernelKey } from "../runtime/direct.ts";
 
@@ -85,7 +84,7 @@ export interface TuningPolicies {
   /** Split-K of the depthwise filter gradient. */
   depthwise: SplitPolicy;
   /** Split of the grouped convolution's filter gradient. */
-  grouped: GroupedSplitPolicy;
+  grouped: SplitPolicy;
 }
 
 /** One tfjs kernel of the registration list (`list.ts`). */

@@ -23,22 +23,20 @@
  * @module
  */
 import type { tf, WebGPUBackend } from "../../deps.ts";
+import { type CaptureHooks, capturing, pinUniform } from "./cache.ts";
 import { directCounters } from "./counters.ts";
 import { dispatchCacheInstalled } from "./dispatch_cache.ts";
-import { gpuBufferOf } from "./direct.ts";
 import { listen, ORDER } from "./patches.ts";
-import { pinnedUniforms, recorder, type RecorderHooks } from "./recorder.ts";
 import {
   type BackendInternals,
   type BufferManagerInternals,
+  bufferOf,
   encodeCopy,
   encodeDispatch,
   flushCommands,
   internals,
   METHODS,
-  openEncoder,
-  submitNow,
-  timersActive,
+  poolKey,
 } from "./tfjs.ts";
 
 type Command =
@@ -52,8 +50,8 @@ type Command =
 
 /** The buffer-manager listeners: which recording owns a buffer, and which capture runs. */
 interface Ownership {
-  owner: Map<GPUBuffer, Recording>;
-  capturing: Recording | null;
+  owner: Map<GPUBuffer, Capture>;
+  capturing: Capture | null;
 }
 
 const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
@@ -97,10 +95,10 @@ function ownershipOf(be: BackendInternals): Ownership {
 }
 
 /**
- * The commands of one capture, and the buffers they use. Replay with {@link Recording.replay};
- * free with {@link Recording.dispose}.
+ * The commands of one capture, and the buffers they use. Replay with {@link Capture.replay};
+ * free with {@link Capture.dispose}.
  */
-export class Recording {
+export class Capture {
   /** The recorded commands, in order. */
   readonly commands: Command[] = [];
   /** Why the capture failed, or `null`. */
@@ -149,7 +147,7 @@ export class Recording {
       this.#constantsReleased.add(buffer); // holds a CPU upload: never handed out again
       return;
     }
-    const key = `${buffer.size}_${buffer.usage}`;
+    const key = poolKey(buffer.size, buffer.usage);
     let list = this.#parked.get(key);
     if (!list) this.#parked.set(key, list = []);
     list.push(buffer);
@@ -157,7 +155,7 @@ export class Recording {
 
   /** @internal a parked buffer for a new tensor during the capture, as tfjs's pool would */
   takeParked(size: number, usage: number): GPUBuffer | undefined {
-    return this.#parked.get(`${size}_${usage}`)?.pop();
+    return this.#parked.get(poolKey(size, usage))?.pop();
   }
 
   /** @internal */
@@ -178,7 +176,7 @@ export class Recording {
     }
     if (uniform && !this.#uniforms.has(uniform)) {
       this.#uniforms.add(uniform);
-      pinnedUniforms.set(uniform, (pinnedUniforms.get(uniform) ?? 0) + 1);
+      pinUniform(uniform, 1);
     }
     this.commands.push(c);
   }
@@ -187,10 +185,10 @@ export class Recording {
    * Encodes the commands again, in the backend's command stream, and submits them.
    */
   replay(): void {
-    if (this.#disposed) throw new Error("Recording.replay: the recording was disposed");
-    if (this.failure) throw new Error(`Recording.replay: the capture failed (${this.failure})`);
+    if (this.#disposed) throw new Error("Capture.replay: the recording was disposed");
+    if (this.failure) throw new Error(`Capture.replay: the capture failed (${this.failure})`);
     const be = internals(this.#backend);
-    openEncoder(be);
+    be.ensureCommandEncoderReady();
     for (const c of this.commands) {
       if (c.kind === "dispatch") {
         encodeDispatch(be, c.pipeline, c.bindGroup, c.workgroups);
@@ -199,7 +197,8 @@ export class Recording {
         encodeCopy(be, c.src, c.dst, c.size);
       }
     }
-    submitNow(be);
+    be.endComputePassEncoder();
+    be.submitQueue();
   }
 
   /**
@@ -220,22 +219,18 @@ export class Recording {
     }
     this.#owned.clear();
     this.#parked.clear();
-    for (const u of this.#uniforms) {
-      const n = (pinnedUniforms.get(u) ?? 1) - 1;
-      if (n <= 0) pinnedUniforms.delete(u);
-      else pinnedUniforms.set(u, n);
-    }
+    for (const u of this.#uniforms) pinUniform(u, -1);
     this.#uniforms.clear();
     this.commands.length = 0;
   }
 }
 
-/** What {@link capture} returns. */
-export interface Capture<T> {
+/** What {@link capture} returns (`recording`: the name `ops/extensions.ts` gives it). */
+export interface CaptureResult<T> {
   /** The function's result (computed as usual). */
   result: T;
   /** The recording, or `null` when the capture failed (see `reason`). */
-  recording: Recording | null;
+  recording: Capture | null;
   /** Why the capture failed, or `null`. */
   reason: string | null;
 }
@@ -254,24 +249,24 @@ export function capture<T>(
   backend: WebGPUBackend,
   fn: () => T,
   state: readonly tf.TensorInfo[],
-): Capture<T> {
+): CaptureResult<T> {
   const be = internals(backend);
   if (!dispatchCacheInstalled(backend)) {
     return { result: fn(), recording: null, reason: "the dispatch patch is not installed" };
   }
-  if (recorder.current !== null) {
+  if (capturing.current !== null) {
     return { result: fn(), recording: null, reason: "a capture is already running" };
   }
-  if (timersActive(be)) {
+  if (be.activeTimers != null) {
     return { result: fn(), recording: null, reason: "a profiler is timing kernels" };
   }
   const o = ownershipOf(be);
-  const rec = new Recording(backend);
-  const allowed = new Set(state.map((t) => gpuBufferOf(backend, t)));
+  const rec = new Capture(backend);
+  const allowed = new Set(state.map((t) => bufferOf(be, t)));
   // Everything recorded before the capture is submitted first: the recording starts clean.
   flushCommands(be);
   let programs = 0, dispatched = 0;
-  const hooks: RecorderHooks = {
+  const hooks: CaptureHooks = {
     dispatch(pipeline, bindGroup, workgroups, buffers, uniform) {
       dispatched++;
       const w: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
@@ -294,21 +289,21 @@ export function capture<T>(
     return next(args);
   });
   const directBefore = directCounters.dispatches;
-  recorder.current = hooks;
+  capturing.current = hooks;
   o.capturing = rec;
   let result: T;
   try {
     result = fn();
   } finally {
     o.capturing = null;
-    recorder.current = null;
+    capturing.current = null;
     off();
   }
   const direct = directCounters.dispatches - directBefore;
   if (!rec.failure && dispatched !== programs + direct) {
     rec.failure = `${programs + direct - dispatched} dispatches took an unrecorded path`;
   }
-  const after = new Set(state.map((t) => gpuBufferOf(backend, t)));
+  const after = new Set(state.map((t) => bufferOf(be, t)));
   if (!rec.failure && [...allowed].some((b) => !after.has(b))) {
     rec.failure = "a state tensor moved to another buffer (not updated in place)";
   }

@@ -304,7 +304,7 @@ export function adapterInfoOf(
  * @returns its buffer
  */
 export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
-  upload(be, t);
+  be.uploadToGPU(t.dataId);
   const resource = be.tensorMap.get(t.dataId)?.resource;
   if (!(resource instanceof GPUBuffer)) {
     throw new Error(`webgpu runtime: tensor of shape [${t.shape}] has no GPU buffer`);
@@ -420,64 +420,14 @@ export function flushCommands(be: BackendInternals): void {
 }
 
 /**
- * Opens the backend's command encoder when none is open.
+ * The key of tfjs's buffer pool lists (and of a capture's parked buffers): size and usage.
  *
- * @param be the backend internals
+ * @param size bytes
+ * @param usage the usage flags
+ * @returns the key
  */
-export function openEncoder(be: BackendInternals): void {
-  be.ensureCommandEncoderReady();
-}
-
-/**
- * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
- *
- * @param be the backend internals
- * @returns true when tfjs's timers are active
- */
-export function timersActive(be: BackendInternals): boolean {
-  return be.activeTimers != null;
-}
-
-/**
- * Puts a tensor's values on the GPU (when they are still on the CPU).
- *
- * @param be the backend internals
- * @param t the tensor
- */
-export function upload(be: BackendInternals, t: tf.TensorInfo): void {
-  be.uploadToGPU(t.dataId);
-}
-
-/**
- * Ends the pass and submits unconditionally (after a replay).
- *
- * @param be the backend internals
- */
-export function submitNow(be: BackendInternals): void {
-  be.endComputePassEncoder();
-  be.submitQueue();
-}
-
-/**
- * The bind group entries of a tfjs program, as tfjs binds them: the output at binding 0, the
- * inputs after it in order, the uniform block last.
- *
- * @param output the output's buffer
- * @param inputs the inputs' buffers
- * @param uniform the uniform buffer
- * @returns the entries
- */
-export function programBindings(
-  output: GPUBuffer,
-  inputs: readonly GPUBuffer[],
-  uniform: GPUBuffer,
-): GPUBindGroupEntry[] {
-  const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: output } }];
-  for (let i = 0; i < inputs.length; i++) {
-    entries.push({ binding: i + 1, resource: { buffer: inputs[i] } });
-  }
-  entries.push({ binding: inputs.length + 1, resource: { buffer: uniform } });
-  return entries;
+export function poolKey(size: number, usage: number): string {
+  return `${size}_${usage}`;
 }
 
 /**
@@ -496,7 +446,7 @@ export function takeFreeBuffer(
   usage: number,
   buffer: GPUBuffer,
 ): boolean {
-  const key = `${size}_${usage}`;
+  const key = poolKey(size, usage);
   const free = bm.freeBuffers.get(key);
   const at = free === undefined ? -1 : free.lastIndexOf(buffer);
   if (at < 0) return false;
@@ -519,7 +469,7 @@ export function takeFreeBuffer(
  * @returns true when one is free
  */
 export function hasFreeBuffer(bm: BufferManagerInternals, size: number, usage: number): boolean {
-  return (bm.freeBuffers.get(`${size}_${usage}`)?.length ?? 0) > 0;
+  return (bm.freeBuffers.get(poolKey(size, usage))?.length ?? 0) > 0;
 }
 
 /** WGSL alignment of a uniform field of `n` 32-bit words, as tfjs's `makeUniforms` uses it. */

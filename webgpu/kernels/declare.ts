@@ -10,6 +10,7 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
+import type { Extensions } from "../../ops/extensions.ts";
 import type { KernelLimits } from "../../ops/support.ts";
 import { kernelKey } from "../runtime/direct.ts";
 import type { WebGPUProgram } from "../runtime/tfjs.ts";
@@ -94,7 +95,7 @@ export interface KernelEntry {
   /**
    * Makes the kernel function. `policies` is the install's (read at each call, so a second
    * install's knobs apply); `stock` is tfjs's own kernel for a replaced op (the fallback for
-   * calls the fast kernel does not cover), undefined for an op of our own.
+   * calls our kernel does not cover), undefined for an op of our own.
    */
   make(policies: TuningPolicies, stock?: tf.KernelFunc): tf.KernelFunc;
   /** Replaces a stock tfjs kernel (kept, and restored by `uninstall`). */
@@ -102,3 +103,8 @@ export interface KernelEntry {
   /** The shapes and attributes the kernel takes, for `ops/support.ts`'s `kernelAccepts`. */
   limits?: KernelLimits;
 }
+
+/** One extension of the registration list: a name of `ops/extensions.ts` and its implementation. */
+export type ExtensionEntry = { [K in keyof Extensions]: { name: K; impl: Extensions[K] } }[
+  keyof Extensions
+];

@@ -17,7 +17,7 @@ import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { program, type ProgramKernel } from "./declare.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
 import { splitKReduce } from "./gemm_program.ts";
-import { DEFAULT_SPLIT_POLICY, fastConvStats, type SplitPolicy } from "./conv_gemm.ts";
+import { convGemmStats, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 
 /** Invocations per workgroup: channel lanes x position lanes. */
 const WORKGROUP = 64;
@@ -165,7 +165,7 @@ export function runDepthwiseFilterGrad(
     { type: "int32", data: [positions] },
     { type: "int32", data: [chunk] },
   ];
-  fastConvStats.depthwiseFilterGrad++;
+  convGemmStats.depthwiseFilterGrad++;
   const partial = backend.runWebGPUProgram(partialProgram, [x, dy], "float32", uniforms);
   const reduce = splitKReduce(c.filterShape);
   const out = backend.runWebGPUProgram(reduce, [partial], "float32", [

@@ -99,7 +99,7 @@ function filterGradTiling(c: GroupedConvInfo): FilterGradTiling {
  * limits. `ops/conv.ts` uses the depthwise formulation otherwise.
  *
  * @param c shape facts
- * @returns true when the fast kernels can run it
+ * @returns true when the grouped kernels can run it
  * @example
  * ```ts
  * import { groupedConvInfo } from "../../ops/conv.ts";

@@ -22,8 +22,10 @@
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../../deps.ts";
-import { type CaptureHooks, capturing, pinUniform } from "./cache.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
+import type { StepCapturer } from "../../ops/extensions.ts";
+import { type CaptureHooks, capturing, objectId, pinUniform } from "./cache.ts";
+import { copyTensor, forgetCpuCopy, privateCopy } from "./direct.ts";
 import { directCounters } from "./counters.ts";
 import { dispatchCacheInstalled } from "./dispatch_cache.ts";
 import { listen, ORDER } from "./patches.ts";
@@ -314,3 +316,13 @@ export function capture<T>(
   }
   return { result, recording: rec, reason: null };
 }
+
+/** Step capture and replay on the webgpu backend: the `capture` extension of `ops/extensions.ts`. */
+export const STEP_CAPTURE: StepCapturer = {
+  ready: () => dispatchCacheInstalled(),
+  capture: (fn, state) => capture(tf.backend() as WebGPUBackend, fn, state),
+  privateCopy: (t) => privateCopy(tf.backend() as WebGPUBackend, t),
+  copy: (src, dst) => copyTensor(tf.backend() as WebGPUBackend, src, dst),
+  forgetCpuCopy: (t) => forgetCpuCopy(tf.backend() as WebGPUBackend, t),
+  id: objectId,
+};

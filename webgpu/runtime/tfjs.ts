@@ -94,6 +94,7 @@ export interface BackendInternals {
     inputs: tf.TensorInfo[],
     uniforms?: UniformField[],
   ): void;
+  makeUniforms(fields: UniformField[]): unknown;
 }
 
 /** The names of the methods the runtime wraps (`patches.ts`), by role. */
@@ -104,6 +105,8 @@ export const METHODS = {
   record: "recordAndSubmit",
   /** `WebGPUBackend.submitQueue`: submits the command encoder. */
   submit: "submitQueue",
+  /** `WebGPUBackend.makeUniforms`: lays out and writes a program's uniform buffer. */
+  uniforms: "makeUniforms",
   /** `WebGPUBackend.getBufferData`: a read back to the host. */
   read: "getBufferData",
   /** `WebGPUBackend.readSync`: `dataSync()` and `arraySync()`. */
@@ -137,6 +140,7 @@ export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | 
   readSync: "function",
   runWebGPUProgram: "function",
   recordAndSubmit: "function",
+  makeUniforms: "function",
 };
 
 /** The buffer manager members the runtime uses. */
@@ -268,6 +272,17 @@ export function explainSyncReads(backend: WebGPUBackend, message: string): void 
     }
     return next(args);
   });
+}
+
+/**
+ * Silences tfjs's cpu backend's advice to install tfjs-node (a native Node.js addon), printed on
+ * its first write when it sees Node.js APIs: Deno has them but cannot use that addon. Sets the
+ * backend's private `firstUse`.
+ *
+ * @param backend tfjs's cpu backend
+ */
+export function quietCpuBackend(backend: tf.KernelBackend): void {
+  (backend as unknown as { firstUse?: boolean }).firstUse = false;
 }
 
 /**

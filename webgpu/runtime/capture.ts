@@ -1,5 +1,5 @@
 /**
- * Record once, replay many times: the WebGPU counterpart of a CUDA graph. A capture runs a
+ * Capture once, replay many times: the WebGPU counterpart of a CUDA graph. A capture runs a
  * function (a training step) once through tfjs, as usual, and keeps the list of GPU commands it
  * recorded: every dispatch (pipeline, bind group, workgroups) and buffer copy. A replay encodes
  * that list again: the same kernels over the same buffers, with none of tfjs's per-op work
@@ -7,14 +7,14 @@
  *
  * What makes that correct:
  * - **Buffers stay put.** Every storage buffer tfjs hands out during the capture belongs to the
- *   recording from then on: when its tensor is disposed, the buffer goes back to the recording
+ *   recording from then on: when its tensor is disposed, the buffer goes back to the capture
  *   (which hands it out again later in the same capture, as tfjs's pool would), never to tfjs's
  *   pool. Buffers filled from the CPU during the capture (constants) are never handed out again.
- *   A recording's buffers return to tfjs when it is disposed.
- * - **Nothing else is touched.** Every buffer a command binds is the recording's, a uniform
- *   buffer (pinned while the recording lives), or a buffer of a tensor the caller declared as
+ *   A capture's buffers return to tfjs when it is disposed.
+ * - **Nothing else is touched.** Every buffer a command binds is the capture's, a uniform
+ *   buffer (pinned while the capture lives), or a buffer of a tensor the caller declared as
  *   state (parameters, optimizer buffers: they must be updated in place, see `direct.ts`).
- *   A capture fails (returns no recording) when a command binds anything else, when a program
+ *   A capture fails (returns no capture) when a command binds anything else, when a program
  *   takes tfjs's stock dispatch path (not recorded), or when a dispatch happens outside the
  *   recorded paths.
  * - **Values come from the GPU.** What the function computes on the CPU (tfjs runs small ops on
@@ -39,6 +39,7 @@ import {
   internals,
   METHODS,
   poolKey,
+  timersActive,
 } from "./tfjs.ts";
 
 type Command =
@@ -61,7 +62,7 @@ const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
 /**
  * The ownership listeners of a backend's buffer manager (installed once, outermost on
  * `acquireBuffer` and `releaseBuffer`): during a capture, storage buffers tfjs hands out belong
- * to the recording; a buffer a recording owns goes back to it, not to tfjs's pool.
+ * to the capture; a buffer a capture owns goes back to it, not to tfjs's pool.
  */
 function ownershipOf(be: BackendInternals): Ownership {
   const bm = be.bufferManager as BufferManagerInternals & { [OWNERSHIP]?: Ownership };
@@ -125,14 +126,14 @@ export class Capture {
     return this.commands.filter((c) => c.kind === "dispatch").length;
   }
 
-  /** Bytes of the buffers the recording owns. */
+  /** Bytes of the buffers the capture owns. */
   get bytes(): number {
     let n = 0;
     for (const b of this.#owned) n += b.size;
     return n;
   }
 
-  /** Whether the recording owns a buffer. */
+  /** Whether the capture owns a buffer. */
   owns(buffer: GPUBuffer): boolean {
     return this.#owned.has(buffer);
   }
@@ -143,7 +144,7 @@ export class Capture {
     if (constant) this.#constants.add(buffer);
   }
 
-  /** @internal a buffer of the recording that its tensor gave back */
+  /** @internal a buffer of the capture that its tensor gave back */
   park(buffer: GPUBuffer): void {
     if (this.#constants.has(buffer)) {
       this.#constantsReleased.add(buffer); // holds a CPU upload: never handed out again
@@ -187,10 +188,9 @@ export class Capture {
    * Encodes the commands again, in the backend's command stream, and submits them.
    */
   replay(): void {
-    if (this.#disposed) throw new Error("Capture.replay: the recording was disposed");
+    if (this.#disposed) throw new Error("Capture.replay: the capture was disposed");
     if (this.failure) throw new Error(`Capture.replay: the capture failed (${this.failure})`);
     const be = internals(this.#backend);
-    be.ensureCommandEncoderReady();
     for (const c of this.commands) {
       if (c.kind === "dispatch") {
         encodeDispatch(be, c.pipeline, c.bindGroup, c.workgroups);
@@ -199,12 +199,11 @@ export class Capture {
         encodeCopy(be, c.src, c.dst, c.size);
       }
     }
-    be.endComputePassEncoder();
-    be.submitQueue();
+    flushCommands(be);
   }
 
   /**
-   * Gives the recording's buffers back to tfjs (those a tensor still holds go back when it is
+   * Gives the capture's buffers back to tfjs (those a tensor still holds go back when it is
    * disposed) and unpins its uniforms. Idempotent.
    */
   dispose(): void {
@@ -227,11 +226,11 @@ export class Capture {
   }
 }
 
-/** What {@link capture} returns (`recording`: the name `ops/extensions.ts` gives it). */
+/** What {@link capture} returns (its field `recording` is the capture: `ops/extensions.ts`'s name). */
 export interface CaptureResult<T> {
   /** The function's result (computed as usual). */
   result: T;
-  /** The recording, or `null` when the capture failed (see `reason`). */
+  /** The capture, or `null` when the capture failed (see `reason`). */
   recording: Capture | null;
   /** Why the capture failed, or `null`. */
   reason: string | null;
@@ -239,13 +238,13 @@ export interface CaptureResult<T> {
 
 /**
  * Runs `fn` once and records the GPU commands it issues (see the module doc). `fn` runs to
- * completion either way; its result is returned; the recording is `null` when the work cannot
+ * completion either way; its result is returned; the capture is `null` when the work cannot
  * be replayed (with the reason).
  *
  * @param backend the webgpu backend (with the toolkit's dispatch patch installed)
  * @param fn the work, which must issue its GPU work through tfjs programs and direct dispatches
  * @param state tensors from before the capture that the commands may bind (updated in place)
- * @returns the result and the recording
+ * @returns the result and the capture
  */
 export function capture<T>(
   backend: WebGPUBackend,
@@ -259,13 +258,13 @@ export function capture<T>(
   if (capturing.current !== null) {
     return { result: fn(), recording: null, reason: "a capture is already running" };
   }
-  if (be.activeTimers != null) {
+  if (timersActive(be)) {
     return { result: fn(), recording: null, reason: "a profiler is timing kernels" };
   }
   const o = ownershipOf(be);
   const rec = new Capture(backend);
   const allowed = new Set(state.map((t) => bufferOf(be, t)));
-  // Everything recorded before the capture is submitted first: the recording starts clean.
+  // Everything recorded before the capture is submitted first: the capture starts clean.
   flushCommands(be);
   let programs = 0, dispatched = 0;
   const hooks: CaptureHooks = {

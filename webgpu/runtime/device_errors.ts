@@ -54,7 +54,7 @@ function programName(p: ProgramLike | undefined): string | null {
 }
 
 /**
- * Starts recording the errors of the backend's device (idempotent per device).
+ * Starts watching the errors of the backend's device (idempotent per device).
  *
  * @param backend the tfjs webgpu backend
  */
@@ -99,7 +99,7 @@ export function watchDevice(backend: WebGPUBackend): void {
 }
 
 /**
- * Stops recording the errors of the backend's device.
+ * Stops watching the errors of the backend's device.
  *
  * @param backend the tfjs webgpu backend
  */

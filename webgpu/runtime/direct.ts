@@ -252,6 +252,6 @@ export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.T
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");
-  internals(backend).uploadToGPU(info.dataId);
+  bufferOf(internals(backend), info); // allocates it
   return tf.engine().makeTensorFromTensorInfo(info);
 }

@@ -48,6 +48,7 @@ import {
   registeredWebGpuBackend,
   SUBMIT_FLAG,
   takeFreeBuffer,
+  timersActive,
   uniformFields,
 } from "./tfjs.ts";
 
@@ -123,7 +124,7 @@ function record(
     capturing.current?.unsupported(`${program.shaderKey}: ${why}`);
     return stock();
   };
-  if (pipeline instanceof Promise || be.activeTimers != null || program.pixelsOpType != null) {
+  if (pipeline instanceof Promise || timersActive(be) || program.pixelsOpType != null) {
     return fallback("stock dispatch path");
   }
   const buffers = [output, ...inputs].map((t) => currentBufferOf(be, t));

@@ -3,8 +3,7 @@
  * `webgpu/` reaches the backend's command encoder, tensor map, buffer manager and uniform layout
  * through the typed accessors here, so upgrading tfjs means auditing this file:
  * {@link assertTfjsInternals} (called by `installWebGpu`) checks the tfjs version and the
- * presence of every member listed in {@link BACKEND_MEMBERS} and {@link BUFFER_MANAGER_MEMBERS},
- * and fails with one error that names what is missing.
+ * presence of every member the runtime uses, and fails with one error that names what is missing.
  *
  * @module
  */
@@ -120,40 +119,17 @@ export const METHODS = {
   keyof BackendInternals | keyof BufferManagerInternals
 >;
 
-/** The backend members the runtime uses: fields (`value`) and methods (`function`). */
-export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | "function">> = {
-  device: "value",
-  queue: "value",
-  adapterInfo: "value",
-  tensorMap: "value",
-  commandEncoder: "value",
-  computePassEncoder: "value",
-  commandQueueOwnedIds: "value",
-  dispatchCountInPass: "value",
-  activeTimers: "value",
-  bufferManager: "value",
-  ensureCommandEncoderReady: "function",
-  endComputePassEncoder: "function",
-  submitQueue: "function",
-  uploadToGPU: "function",
-  getBufferData: "function",
-  readSync: "function",
-  runWebGPUProgram: "function",
-  recordAndSubmit: "function",
-  makeUniforms: "function",
-};
-
-/** The buffer manager members the runtime uses. */
-export const BUFFER_MANAGER_MEMBERS: Readonly<
-  Record<keyof BufferManagerInternals, "value" | "function">
-> = {
-  freeBuffers: "value",
-  usedBuffers: "value",
-  numFreeBuffers: "value",
-  numUsedBuffers: "value",
-  numBytesUsed: "value",
-  acquireBuffer: "function",
-  releaseBuffer: "function",
+/**
+ * The members of {@link BackendInternals} and {@link BufferManagerInternals}, by object: methods
+ * (`()`) and fields (`?`: tfjs may set it lazily).
+ */
+const MEMBERS: Record<string, string> = {
+  WebGPUBackend: "device queue adapterInfo? tensorMap commandEncoder? computePassEncoder? " +
+    "commandQueueOwnedIds dispatchCountInPass activeTimers? bufferManager " +
+    "ensureCommandEncoderReady() endComputePassEncoder() submitQueue() uploadToGPU() " +
+    "getBufferData() readSync() runWebGPUProgram() recordAndSubmit() makeUniforms()",
+  BufferManager: "freeBuffers usedBuffers numFreeBuffers numUsedBuffers numBytesUsed " +
+    "acquireBuffer() releaseBuffer()",
 };
 
 /**
@@ -167,23 +143,20 @@ export function assertTfjsInternals(backend: WebGPUBackend): void {
   const problems: string[] = [];
   const version = (tf.version as Record<string, string>)["tfjs-core"];
   if (version !== TFJS_VERSION) problems.push(`tfjs-core ${version} (expected ${TFJS_VERSION})`);
-  const check = (obj: unknown, members: Record<string, string>, where: string) => {
-    for (const [name, kind] of Object.entries(members)) {
-      const v = (obj as Record<string, unknown> | null)?.[name];
-      // Fields that tfjs sets lazily (encoders, timers, adapter info) may be null or absent.
-      const lazy = kind === "value" &&
-        ["commandEncoder", "computePassEncoder", "activeTimers", "adapterInfo"].includes(name);
-      if (kind === "function" ? typeof v !== "function" : v === undefined && !lazy) {
-        problems.push(`${where}.${name}`);
-      }
-    }
+  const objects: Record<string, unknown> = {
+    WebGPUBackend: backend,
+    BufferManager: (backend as unknown as { bufferManager?: unknown }).bufferManager,
   };
-  check(backend, BACKEND_MEMBERS, "WebGPUBackend");
-  check(
-    (backend as unknown as { bufferManager?: unknown }).bufferManager,
-    BUFFER_MANAGER_MEMBERS,
-    "BufferManager",
-  );
+  for (const [where, members] of Object.entries(MEMBERS)) {
+    for (const member of members.split(" ")) {
+      const name = member.replace(/\?|\(\)/, "");
+      const v = (objects[where] as Record<string, unknown> | null)?.[name];
+      const ok = member.endsWith("()")
+        ? typeof v === "function"
+        : member.endsWith("?") || v !== undefined;
+      if (!ok) problems.push(`${where}.${name}`);
+    }
+  }
   if (problems.length > 0) {
     throw new Error(
       `webgpu/runtime/tfjs.ts describes tfjs ${TFJS_VERSION}'s webgpu internals; this tfjs ` +
@@ -406,6 +379,16 @@ export function countInPass(be: BackendInternals): void {
     be.endComputePassEncoder();
     be.submitQueue();
   }
+}
+
+/**
+ * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
+ *
+ * @param be the backend internals
+ * @returns true when tfjs's timers are active
+ */
+export function timersActive(be: BackendInternals): boolean {
+  return be.activeTimers != null;
 }
 
 /**

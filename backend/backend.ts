@@ -6,7 +6,11 @@
  */
 import { tf, type WebGPUBackend } from "../deps.ts";
 import { installWebGpu, unregisterFastKernels } from "../webgpu/install.ts";
-import { explainSyncReads, registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
+import {
+  explainSyncReads,
+  quietCpuBackend,
+  registerWebGpuFactory,
+} from "../webgpu/runtime/tfjs.ts";
 
 /** The tfjs backends the toolkit runs on. */
 export const BACKEND_NAMES = ["webgpu", "cpu"] as const;
@@ -33,19 +37,12 @@ export interface InitBackendOptions {
   fastKernels?: boolean;
 }
 
-/** Storage buffers per dispatch the toolkit asks the device for (WebGPU's default is 8). */
-export const STORAGE_BINDINGS_WANTED = 64;
-
 /**
- * Replaces tfjs's `webgpu` backend factory, while no webgpu backend exists yet, with one that
- * makes the same device (same features and limits) with more storage buffers per dispatch,
- * up to {@link STORAGE_BINDINGS_WANTED} where the adapter allows: the multi-tensor kernels
- * (`webgpu/kernels/multi_tensor.ts`) then update more tensors per dispatch. A backend made earlier
- * (by the application) is left as it is; the kernels adapt to its limit.
+ * Storage buffers per dispatch the toolkit asks the device for (WebGPU's default is 8), where
+ * the adapter allows: the multi-tensor kernels (`webgpu/kernels/multi_tensor.ts`) then update
+ * more tensors per dispatch. A backend made earlier (by the application) is left as it is.
  */
-function registerRoomyWebGpu(): void {
-  registerWebGpuFactory(STORAGE_BINDINGS_WANTED);
-}
+export const STORAGE_BINDINGS_WANTED = 64;
 
 /**
  * Where {@link quietDisplayProbe} points `XDG_RUNTIME_DIR`: a path that can hold no Wayland
@@ -131,7 +128,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     if (probe === null) {
       log?.("backend: no WebGPU adapter found, falling back to tfjs cpu backend (slow)");
     } else {
-      registerRoomyWebGpu();
+      registerWebGpuFactory(STORAGE_BINDINGS_WANTED);
       if (await tf.setBackend("webgpu")) {
         await tf.ready();
         explainSyncReads(tf.backend() as WebGPUBackend, SYNC_READ_MESSAGE);
@@ -146,9 +143,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   }
   await tf.setBackend("cpu");
   await tf.ready();
-  // tfjs's cpu backend advises installing tfjs-node (a native Node.js addon) on its first write
-  // when it sees Node.js APIs; Deno has them but cannot use that addon, so the advice is noise.
-  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  quietCpuBackend(tf.backend());
   if (wanted === "cpu") log?.("backend: cpu (tfjs cpu backend)");
   return { backend: "cpu", adapter: "cpu", fallbackAdapter: false };
 }

@@ -7,7 +7,8 @@
  * alternate `--reps` times and the fastest of each is kept; it prints microseconds per dispatch
  * (wall time of the whole workload divided by its dispatches, so on a software adapter it
  * includes the kernels' own run time) and the WebGPU objects created per dispatch, counted by
- * wrapping `GPUDevice.createBindGroup`/`createBuffer`, `GPUQueue.writeBuffer`/`submit`.
+ * listeners (`webgpu/runtime/patches.ts`) on `GPUDevice.createBindGroup`/`createBuffer`,
+ * `GPUQueue.writeBuffer`/`submit` and the backend's program runs.
  * With `--profile`, also the time inside each backend phase of the add chain (stock).
  *
  * Usage: `deno run --allow-read --allow-env bench/dispatch.ts [--ops 2000] [--batch 8]
@@ -15,13 +16,15 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import { tf, type WebGPUBackend } from "../deps.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainBatch } from "../training/step.ts";
 import { installDispatchCache, uninstallDispatchCache } from "../webgpu/runtime/dispatch_cache.ts";
+import { listen, ORDER } from "../webgpu/runtime/patches.ts";
+import { internals, METHODS } from "../webgpu/runtime/tfjs.ts";
 
 /** WebGPU calls counted while a workload runs. */
 export interface CallCounts {
@@ -55,28 +58,24 @@ export interface CallCounts {
 export async function countCalls<T>(
   fn: () => Promise<T>,
 ): Promise<{ result: T; counts: CallCounts }> {
-  const be = tf.backend() as unknown as Record<string, unknown> & { device: GPUDevice };
+  const be = internals(tf.backend() as WebGPUBackend);
   const counts: CallCounts = { bindGroups: 0, buffers: 0, writes: 0, submits: 0, dispatches: 0 };
-  const undo: (() => void)[] = [];
-  const wrap = (obj: Record<string, unknown>, name: string, field: keyof CallCounts) => {
-    const own = Object.getOwnPropertyDescriptor(obj, name);
-    const f = obj[name] as (...a: unknown[]) => unknown;
-    obj[name] = function (this: unknown, ...a: unknown[]) {
+  const count = (obj: object, name: string, field: keyof CallCounts) =>
+    listen(obj, name, ORDER.count, (_self, args, next) => {
       counts[field]++;
-      return f.apply(this, a);
-    };
-    undo.push(() => own ? Object.defineProperty(obj, name, own) : delete obj[name]);
-  };
-  const device = be.device as unknown as Record<string, unknown>;
-  wrap(device, "createBindGroup", "bindGroups");
-  wrap(device, "createBuffer", "buffers");
-  wrap(be.device.queue as unknown as Record<string, unknown>, "writeBuffer", "writes");
-  wrap(be.device.queue as unknown as Record<string, unknown>, "submit", "submits");
-  wrap(be, "runWebGPUProgram", "dispatches");
+      return next(args);
+    });
+  const undo = [
+    count(be.device, "createBindGroup", "bindGroups"),
+    count(be.device, "createBuffer", "buffers"),
+    count(be.device.queue, "writeBuffer", "writes"),
+    count(be.device.queue, "submit", "submits"),
+    count(be, METHODS.run, "dispatches"),
+  ];
   try {
     return { result: await fn(), counts };
   } finally {
-    for (const u of undo.reverse()) u();
+    for (const off of undo) off();
   }
 }
 
@@ -142,36 +141,30 @@ async function compare(
 /** Time inside each backend phase of the stock add chain, in microseconds per dispatch. */
 async function profile(ops: number): Promise<void> {
   uninstallDispatchCache();
-  const be = tf.backend() as unknown as Record<string, unknown> & { device: GPUDevice };
+  const be = internals(tf.backend() as WebGPUBackend);
   const time: Record<string, number> = {};
-  const undo: (() => void)[] = [];
-  const wrap = (obj: Record<string, unknown>, name: string, label: string) => {
-    const own = Object.getOwnPropertyDescriptor(obj, name);
-    const f = obj[name] as (...a: unknown[]) => unknown;
-    obj[name] = function (this: unknown, ...a: unknown[]) {
+  const timeIt = (obj: object, name: string, label: string) =>
+    listen(obj, name, ORDER.count, (_self, args, next) => {
       const t0 = performance.now();
       try {
-        return f.apply(this, a);
+        return next(args);
       } finally {
         time[label] = (time[label] ?? 0) + performance.now() - t0;
       }
-    };
-    undo.push(() => own ? Object.defineProperty(obj, name, own) : delete obj[name]);
-  };
+    });
   await addChain(ops);
-  for (const n of ["runWebGPUProgram", "recordAndSubmit", "makeUniforms", "submitQueue"]) {
-    wrap(be, n, `backend.${n}`);
-  }
-  const dev = be.device as unknown as Record<string, unknown>;
-  wrap(dev, "createBindGroup", "device.createBindGroup");
-  wrap(be.device.queue as unknown as Record<string, unknown>, "writeBuffer", "queue.writeBuffer");
-  wrap(be.device.queue as unknown as Record<string, unknown>, "submit", "queue.submit");
-  const pipe = GPUComputePipeline.prototype as unknown as Record<string, unknown>;
-  wrap(pipe, "getBindGroupLayout", "pipeline.getBindGroupLayout");
+  const { run, record, uniforms, submit } = METHODS;
+  const undo = [run, record, uniforms, submit].map((n) => timeIt(be, n, `backend.${n}`));
+  undo.push(
+    timeIt(be.device, "createBindGroup", "device.createBindGroup"),
+    timeIt(be.device.queue, "writeBuffer", "queue.writeBuffer"),
+    timeIt(be.device.queue, "submit", "queue.submit"),
+    timeIt(GPUComputePipeline.prototype, "getBindGroupLayout", "pipeline.getBindGroupLayout"),
+  );
   const t0 = performance.now();
   await addChain(ops);
   const total = performance.now() - t0;
-  for (const u of undo.reverse()) u();
+  for (const off of undo) off();
   console.log(`profile of ${ops} stock adds (nested phases; wall ${total.toFixed(0)} ms):`);
   console.log(`  ${"whole op (tf.add)".padEnd(30)} ${(total * 1000 / ops).toFixed(2)} us/dispatch`);
   for (const [k, v] of Object.entries(time)) {

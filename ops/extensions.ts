@@ -30,6 +30,8 @@ export interface StepCapturer {
   copy(src: tf.TensorInfo, dst: tf.TensorInfo): void;
   /** Drops a CPU copy of `t`'s values (the device wrote them). */
   forgetCpuCopy(t: tf.TensorInfo): void;
+  /** A number per object, the same for its life (keys captures by their state's data ids). */
+  id(obj: object): number;
 }
 
 /** A recorded step. */

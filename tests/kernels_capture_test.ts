@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { tf, type WebGPUBackend } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { capture } from "../webgpu/runtime/capture.ts";
-import { copyTensor, forgetCpuCopy, gpuBufferOf } from "../webgpu/runtime/direct.ts";
+import { copyTensor, forgetCpuCopy } from "../webgpu/runtime/direct.ts";
+import { bufferOf, internals } from "../webgpu/runtime/tfjs.ts";
 import { installDispatchCache, uninstallDispatchCache } from "../webgpu/runtime/dispatch_cache.ts";
 import { hasAdapter } from "./support/gpu.ts";
 
@@ -18,8 +19,8 @@ Deno.test({
     // On the GPU before the capture (a tensor still on the CPU would be uploaded during the
     // capture into a buffer the recording then owns: a constant of the recording).
     const b = tf.tensor1d([10, 20, 30, 40, 50]);
-    gpuBufferOf(backend, b);
-    gpuBufferOf(backend, a);
+    bufferOf(internals(backend), b);
+    bufferOf(internals(backend), a);
     await a.data(); // a CPU copy tfjs keeps
 
     // `b` is neither state nor made inside: the recording would depend on its buffer.

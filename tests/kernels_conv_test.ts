@@ -5,15 +5,14 @@ import { gpuErrors, hasAdapter, relErr } from "./support/gpu.ts";
 import { Rng } from "../util/rng.ts";
 import { convAndGrads, type ConvShape } from "./support/conv.ts";
 import {
+  convGemmLayoutStats,
   convGemmSpec,
+  convGemmStats,
   CPU_SPLIT_POLICY,
-  fastConvLayoutStats,
-  fastConvStats,
 } from "../webgpu/kernels/conv_gemm.ts";
 import {
   adapterProfile,
-  FAST_KERNEL_NAMES,
-  fastKernelRegistered,
+  CONV_KERNEL_NAMES,
   type KernelProfile,
   profileFor,
   registerFastKernels,
@@ -21,6 +20,7 @@ import {
   webGpuInstall,
 } from "../webgpu/install.ts";
 import { counters } from "../webgpu/runtime/counters.ts";
+import { ownKernelRegistered } from "../webgpu/kernels/registry.ts";
 
 /** The convolution policy of the install in force. */
 const currentConvPolicy = () => webGpuInstall()!.policies.conv;
@@ -86,18 +86,18 @@ async function checkProfile(profile: KernelProfile, cases: Case[]): Promise<void
       resetFastConvStats();
       const fast = await convCase(c, i);
       assert.deepEqual(
-        { ...fastConvStats },
+        { ...convGemmStats },
         { forward: 2, inputGrad: 1, filterGrad: 1, depthwiseFilterGrad: 0 },
         `fast kernels not used for ${label}`,
       );
       const other = layout === "tiled" ? "register" : "tiled";
-      assert.ok(fastConvLayoutStats[layout] >= 4, `${layout} GEMMs not used for ${label}`);
-      assert.equal(fastConvLayoutStats[other], 0, `${other} GEMMs used for ${label}`);
+      assert.ok(convGemmLayoutStats[layout] >= 4, `${layout} GEMMs not used for ${label}`);
+      assert.equal(convGemmLayoutStats[other], 0, `${other} GEMMs used for ${label}`);
       unregisterFastKernels();
       resetFastConvStats();
       const stock = await convCase(c, i);
       assert.ok(
-        Object.values(fastConvStats).every((v) => v === 0),
+        Object.values(convGemmStats).every((v) => v === 0),
         "stock run used fast kernels",
       );
       await initBackend({ backend: "cpu", log: null });
@@ -237,7 +237,7 @@ Deno.test({
         registerFastKernels();
         resetFastConvStats();
         const fast = await depthwiseFilterGrad(c, i);
-        assert.equal(fastConvStats.depthwiseFilterGrad, 1, `fast kernel not used for ${label}`);
+        assert.equal(convGemmStats.depthwiseFilterGrad, 1, `fast kernel not used for ${label}`);
         unregisterFastKernels();
         const stock = await depthwiseFilterGrad(c, i);
         await initBackend({ backend: "cpu", log: null });
@@ -292,11 +292,11 @@ Deno.test({
       registerFastKernels();
       resetFastConvStats();
       const y = tf.conv2d(x, w, 1, "same", "NHWC", 2);
-      assert.equal(fastConvStats.forward, 0, "a dilated conv must use the stock kernel");
+      assert.equal(convGemmStats.forward, 0, "a dilated conv must use the stock kernel");
       assert.ok(relErr(await y.data() as Float32Array, stock as Float32Array) <= 1e-6);
       // tf.layers' FusedConv2D: plain (no bias, no activation) takes the fast forward...
       const plain = tf.fused.conv2d({ x, filter: w, strides: 2, pad: 1 });
-      assert.equal(fastConvStats.forward, 1, "a plain fused conv must use the fast kernel");
+      assert.equal(convGemmStats.forward, 1, "a plain fused conv must use the fast kernel");
       unregisterFastKernels();
       const plainStock = tf.conv2d(x, w, 2, 1);
       assert.ok(
@@ -315,7 +315,7 @@ Deno.test({
       registerFastKernels();
       resetFastConvStats();
       const fused = tf.fused.conv2d({ x, filter: w, strides: 1, pad: 1, bias, activation: "relu" });
-      assert.equal(fastConvStats.forward, 0);
+      assert.equal(convGemmStats.forward, 0);
       assert.ok(
         relErr(await fused.data() as Float32Array, await fusedStock.data() as Float32Array) <= 1e-6,
       );
@@ -345,8 +345,8 @@ Deno.test({
       registerFastKernels();
       resetFastConvStats();
       const fast = await roundedConv();
-      assert.equal(fastConvStats.forward, 2, "the forward is the GEMM's");
-      assert.equal(fastConvStats.inputGrad + fastConvStats.filterGrad, 0, "gradients are stock");
+      assert.equal(convGemmStats.forward, 2, "the forward is the GEMM's");
+      assert.equal(convGemmStats.inputGrad + convGemmStats.filterGrad, 0, "gradients are stock");
       for (const j of [0, 1, 2]) assert.ok(relErr(fast[j], stock[j]) <= 1e-5, `result ${j}`);
       // conv2dTranspose of a dy smaller than the output shape asks for (3 rows, not 4).
       const rng = new Rng(3);
@@ -355,7 +355,7 @@ Deno.test({
       const w = tf.tensor4d(fill(3 * 3 * 2 * 4), [3, 3, 2, 4]);
       resetFastConvStats();
       const t = tf.conv2dTranspose(dy, w, [1, 7, 7, 2], 2, "same");
-      assert.equal(fastConvStats.inputGrad, 0);
+      assert.equal(convGemmStats.inputGrad, 0);
       const got = await t.data() as Float32Array;
       unregisterFastKernels();
       const u = tf.conv2dTranspose(dy, w, [1, 7, 7, 2], 2, "same");
@@ -373,18 +373,18 @@ Deno.test({
   ignore: !hasAdapter,
   async fn() {
     await initBackend({ log: null, fastKernels: false });
-    const before = FAST_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
+    const before = CONV_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
     registerFastKernels();
     registerFastKernels();
-    for (const n of FAST_KERNEL_NAMES) assert.ok(fastKernelRegistered(n), n);
+    for (const n of CONV_KERNEL_NAMES) assert.ok(ownKernelRegistered(n), n);
     unregisterFastKernels();
     unregisterFastKernels();
-    for (const n of FAST_KERNEL_NAMES) assert.ok(!fastKernelRegistered(n), n);
-    const after = FAST_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
+    for (const n of CONV_KERNEL_NAMES) assert.ok(!ownKernelRegistered(n), n);
+    const after = CONV_KERNEL_NAMES.map((n) => tf.getKernel(n, "webgpu")?.kernelFunc);
     assert.deepEqual(after, before);
     registerFastKernels({ kernels: ["Conv2DBackpropFilter"] });
-    assert.ok(fastKernelRegistered("Conv2DBackpropFilter"));
-    assert.ok(!fastKernelRegistered("Conv2D"));
+    assert.ok(ownKernelRegistered("Conv2DBackpropFilter"));
+    assert.ok(!ownKernelRegistered("Conv2D"));
     unregisterFastKernels();
     await initBackend({ backend: "cpu", log: null });
   },

@@ -23,14 +23,14 @@ import {
   GROUPED_CONV2D_INPUT_GRAD,
 } from "../ops/conv.ts";
 import { SQUEEZE_EXCITE, SQUEEZE_EXCITE_GRAD, squeezeExcitation } from "../ops/squeeze_excite.ts";
-import { fastConvStats } from "../webgpu/kernels/conv_gemm.ts";
+import { convGemmStats } from "../webgpu/kernels/conv_gemm.ts";
 import { counters } from "../webgpu/runtime/counters.ts";
 import {
-  fastKernelOptions,
   type KernelProfile,
   registeredKernelNames,
   registerFastKernels,
   unregisterFastKernels,
+  webGpuInstall,
 } from "../webgpu/install.ts";
 
 /** Largest error relative to the reference's scale (max |reference|) that passes. */
@@ -396,7 +396,7 @@ async function recordingKernels<T>(names: Set<string>, f: () => Promise<T>): Pro
  * compares; checks that every registered kernel ran, and that nothing leaked.
  */
 async function checkProfile(profile: KernelProfile, seed: number): Promise<void> {
-  const before = { backend: tf.engine().backendName, kernels: fastKernelOptions() };
+  const before = { backend: tf.engine().backendName, kernels: webGpuInstall()?.options ?? null };
   try {
     await initBackend({ log: null, fastKernels: false });
     registerFastKernels({ profile });
@@ -425,7 +425,7 @@ async function checkProfile(profile: KernelProfile, seed: number): Promise<void>
     const notRun = registered.filter((n) => !ran.has(n));
     assert.deepEqual(notRun, [], `registered kernels no case ran (${profile} profile)`);
     // The conv products took the GEMMs (not only the stock kernels they hand shapes to).
-    for (const [op, calls] of Object.entries(fastConvStats)) {
+    for (const [op, calls] of Object.entries(convGemmStats)) {
       assert.ok(calls > 0, `fast ${op} never ran (${profile} profile)`);
     }
     unregisterFastKernels();

@@ -23,7 +23,7 @@ import { namedParameters, trainBatch } from "../training/step.ts";
 const info = await initBackend({ log: null });
 const onWebgpu = info.backend === "webgpu";
 const FLAG = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
-const PATCHED = ["recordAndSubmit", "submitQueue", "runWebGPUProgram", "getBufferData"];
+const PATCHED = ["recordAndSubmit", "runWebGPUProgram", "getBufferData"];
 
 type Obj = Record<string, unknown>;
 function backendObj(): Obj & { device: GPUDevice; bufferManager: Obj } {

@@ -102,7 +102,7 @@ abstract class CapturedStep {
       return this.eager(inputs);
     }
     const shapes = JSON.stringify(inputs.map((t) => [t.shape, t.dtype]));
-    const rest = JSON.stringify([this.keyParts(), state.map((t) => dataIdNumber(t.dataId))]);
+    const rest = JSON.stringify([this.keyParts(), state.map((t) => capturer.id(t.dataId))]);
     // Recordings made for other hyperparameters or other state buffers can never replay again.
     for (const [key, g] of this.#graphs) if (g.rest !== rest) this.#drop(key);
     if (this.#failed !== null && this.#failed.rest !== rest) this.#failed = null;
@@ -321,14 +321,4 @@ function modelState(model: tf.LayersModel): tf.Tensor[] {
     stateCache.set(model, state);
   }
   return state;
-}
-
-const dataIds = new WeakMap<object, number>();
-let nextDataId = 1;
-
-/** A number per tfjs data id (they are plain objects). */
-function dataIdNumber(id: object): number {
-  let n = dataIds.get(id);
-  if (n === undefined) dataIds.set(id, n = nextDataId++);
-  return n;
 }

@@ -1,45 +1,42 @@
 /**
  * Installing the WebGPU layer on tfjs's webgpu backend: {@link installWebGpu} checks the tfjs
- * internals it relies on (`runtime/tfjs.ts`), registers every kernel of the list
- * (`kernels/list.ts`: fast kernels for tfjs's convolutions, and the kernels of the toolkit's own
- * ops), provides the in-place updates and step capture of `ops/extensions.ts`, and patches the
- * dispatch path (`runtime/dispatch_cache.ts`). It returns a handle that owns the tuning policies
+ * internals it relies on (`runtime/tfjs.ts`), registers everything of the list
+ * (`kernels/list.ts`: GEMM kernels for tfjs's convolutions, the kernels of the toolkit's own
+ * ops, and the extensions of `ops/extensions.ts`: in-place updates, step capture, device
+ * errors), and patches the dispatch path (`runtime/dispatch_cache.ts`). It returns a handle that owns the tuning policies
  * and the counter registry, and takes everything off again with `uninstall()`. Model code does
  * not change: it calls `ops/` and tf ops, and the backend picks the kernels.
  *
  * @module
  */
-import { tf, type WebGPUBackend } from "../deps.ts";
-import { provide, type StepCapturer } from "../ops/extensions.ts";
-import { capture } from "./runtime/capture.ts";
 import { type CounterRegistry, counters } from "./runtime/counters.ts";
-import { takeDeviceError, unwatchDevice, watchDevice } from "./runtime/device_errors.ts";
-import { copyTensor, forgetCpuCopy, privateCopy } from "./runtime/direct.ts";
+import { unwatchDevice, watchDevice } from "./runtime/device_errors.ts";
 import {
-  dispatchCacheInstalled,
   type DispatchCacheOptions,
   installDispatchCache,
   uninstallDispatchCache,
 } from "./runtime/dispatch_cache.ts";
 import { adapterInfoOf, assertTfjsInternals, registeredWebGpuBackend } from "./runtime/tfjs.ts";
 import { CPU_SPLIT_POLICY, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./kernels/conv_gemm.ts";
-import { FAST_KERNEL_NAMES, type FastKernelName } from "./kernels/conv.ts";
+import { CONV_KERNEL_NAMES, type ConvKernelName } from "./kernels/conv.ts";
 import type { TuningPolicies } from "./kernels/declare.ts";
-import { DEFAULT_GROUPED_SPLIT } from "./kernels/grouped_conv.ts";
-import { KERNELS } from "./kernels/list.ts";
-import { ownKernelRegistered, registerKernels, unregisterKernels } from "./kernels/registry.ts";
-import { runningStatsInPlace } from "./kernels/running_stats.ts";
-import { sgdStepInPlace } from "./kernels/sgd.ts";
+import { EXTENSIONS, KERNELS } from "./kernels/list.ts";
+import {
+  ownKernelRegistered,
+  provideExtensions,
+  registerKernels,
+  unregisterKernels,
+} from "./kernels/registry.ts";
 
-export { FAST_KERNEL_NAMES, type FastKernelName };
+export { CONV_KERNEL_NAMES, type ConvKernelName };
 
 /** The adapter kinds the kernels are tuned for. */
 export type KernelProfile = "gpu" | "cpu";
 
 /** Options of {@link installWebGpu}. */
 export interface WebGpuOptions {
-  /** Which of tfjs's convolution kernels to replace; all of {@link FAST_KERNEL_NAMES} when absent. */
-  kernels?: readonly FastKernelName[];
+  /** Which of tfjs's convolution kernels to replace; all of {@link CONV_KERNEL_NAMES} when absent. */
+  kernels?: readonly ConvKernelName[];
   /**
    * Which adapter the kernels are tuned for: `gpu` (workgroup-tiled GEMMs,
    * {@link DEFAULT_SPLIT_POLICY}), `cpu` (register-blocked GEMMs, {@link CPU_SPLIT_POLICY}), or
@@ -56,6 +53,8 @@ export interface WebGpuOptions {
 export interface WebGpuHandle {
   /** The adapter profile in force. */
   readonly profile: KernelProfile;
+  /** The options of the install in force (profile resolved), to put a registration back. */
+  readonly options: WebGpuOptions;
   /** The tuning knobs the kernels read (live: a second install updates them). */
   readonly policies: TuningPolicies;
   /** Every counter of the WebGPU layer, by group (`conv`, `fusedBatchNorm`, `direct`...). */
@@ -92,7 +91,7 @@ export interface AdapterFacts {
  * while the gpu tuning gave ResNet20's first logits in 6 s in headless Chromium.
  *
  * @param info the adapter's information (`adapter.info`, or tfjs's copy of it)
- * @param runtime where the layer runs (`typeof Deno !== "undefined"` tells it: {@link currentRuntime})
+ * @param runtime where the layer runs (`typeof Deno !== "undefined"` tells it)
  * @returns the profile
  * @example
  * ```ts
@@ -110,21 +109,6 @@ export function profileFor(info: AdapterFacts, runtime: WebGpuRuntime): KernelPr
 }
 
 /**
- * Where this module runs: `deno` when the `Deno` global exists, else `browser`. Reads no
- * `Deno.*` API, so the module imports in a browser.
- *
- * @returns the runtime
- * @example
- * ```ts
- * import { currentRuntime } from "./install.ts";
- * console.log(currentRuntime()); // deno
- * ```
- */
-export function currentRuntime(): WebGpuRuntime {
-  return typeof Deno !== "undefined" ? "deno" : "browser";
-}
-
-/**
  * The profile for the current webgpu backend's adapter, by {@link profileFor} in the current
  * runtime: `cpu` on Deno's software adapters (llvmpipe, lavapipe), else `gpu`.
  *
@@ -138,17 +122,8 @@ export function currentRuntime(): WebGpuRuntime {
 export function adapterProfile(): KernelProfile {
   const backend = registeredWebGpuBackend();
   const info = backend ? adapterInfoOf(backend) : undefined;
-  return info ? profileFor(info, currentRuntime()) : "gpu";
+  return info ? profileFor(info, typeof Deno !== "undefined" ? "deno" : "browser") : "gpu";
 }
-
-/** Step capture and replay on the webgpu backend. */
-const CAPTURER: StepCapturer = {
-  ready: () => dispatchCacheInstalled(),
-  capture: (fn, state) => capture(tf.backend() as WebGPUBackend, fn, state),
-  privateCopy: (t) => privateCopy(tf.backend() as WebGPUBackend, t),
-  copy: (src, dst) => copyTensor(tf.backend() as WebGPUBackend, src, dst),
-  forgetCpuCopy: (t) => forgetCpuCopy(tf.backend() as WebGPUBackend, t),
-};
 
 const CURRENT = Symbol.for("regnet-vision.webgpuInstall");
 const store = globalThis as unknown as Record<symbol, Install | null | undefined>;
@@ -168,7 +143,7 @@ export function defaultPolicies(profile: KernelProfile): TuningPolicies {
   return {
     conv: { ...(profile === "cpu" ? CPU_SPLIT_POLICY : DEFAULT_SPLIT_POLICY) },
     depthwise: { ...DEFAULT_SPLIT_POLICY },
-    grouped: { ...DEFAULT_GROUPED_SPLIT },
+    grouped: { ...DEFAULT_SPLIT_POLICY },
   };
 }
 
@@ -190,10 +165,7 @@ class Install implements WebGpuHandle {
 
 /** Takes every kernel, extension and patch of the WebGPU layer off. */
 function teardown(): void {
-  provide("webgpu", "sgdStep", null);
-  provide("webgpu", "runningStats", null);
-  provide("webgpu", "capture", null);
-  provide("webgpu", "deviceError", null);
+  provideExtensions(EXTENSIONS, false);
   const backend = registeredWebGpuBackend();
   if (backend) unwatchDevice(backend);
   unregisterKernels(KERNELS);
@@ -231,25 +203,9 @@ export function installWebGpu(options: WebGpuOptions = {}): WebGpuHandle {
   Object.assign(install.policies.conv, base.conv, options.split);
   Object.assign(install.policies.depthwise, base.depthwise, options.split);
   Object.assign(install.policies.grouped, base.grouped);
-  provide(
-    "webgpu",
-    "sgdStep",
-    (slots, h) => sgdStepInPlace(tf.backend() as WebGPUBackend, slots, h),
-  );
-  provide(
-    "webgpu",
-    "runningStats",
-    (slots) => runningStatsInPlace(tf.backend() as WebGPUBackend, slots),
-  );
-  provide("webgpu", "capture", CAPTURER);
+  provideExtensions(EXTENSIONS, true);
   if (backend) watchDevice(backend);
-  provide("webgpu", "deviceError", () => {
-    const be = registeredWebGpuBackend();
-    if (!be) return null;
-    watchDevice(be); // a backend started after the install
-    return takeDeviceError(be);
-  });
-  const convs = new Set<string>(options.kernels ?? FAST_KERNEL_NAMES);
+  const convs = new Set<string>(options.kernels ?? CONV_KERNEL_NAMES);
   registerKernels(
     KERNELS.filter((k) => !k.replacesStock || convs.has(k.kernelName)),
     install.policies,
@@ -287,39 +243,6 @@ export function webGpuInstall(): WebGpuHandle | null {
  */
 export function registeredKernelNames(): string[] {
   return KERNELS.map((k) => k.kernelName).filter(ownKernelRegistered);
-}
-
-/**
- * The options of the install in force (its profile resolved), so that a caller that changes the
- * registration (a test) can put it back; `null` when nothing is installed.
- *
- * @returns a copy of the options, or `null`
- * @example
- * ```ts
- * import { fastKernelOptions, installWebGpu } from "./install.ts";
- * const gpu = installWebGpu({ profile: "cpu" });
- * console.log(fastKernelOptions()?.profile); // "cpu"
- * gpu.uninstall();
- * ```
- */
-export function fastKernelOptions(): WebGpuOptions | null {
-  const install = store[CURRENT];
-  return install ? { ...install.options, split: { ...install.options.split } } : null;
-}
-
-/**
- * Whether the toolkit's kernel for `name` is the one registered for webgpu now.
- *
- * @param name a kernel name
- * @returns true when the fast kernel is registered
- * @example
- * ```ts
- * import { fastKernelRegistered } from "./install.ts";
- * console.log(fastKernelRegistered("Conv2D")); // false
- * ```
- */
-export function fastKernelRegistered(name: string): boolean {
-  return ownKernelRegistered(name);
 }
 
 /**

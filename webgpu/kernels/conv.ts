@@ -26,7 +26,7 @@ import { runDepthwiseFilterGrad } from "./depthwise_filter_grad.ts";
 import type { KernelEntry, TuningPolicies } from "./declare.ts";
 
 /** The stock tfjs kernels these replace. */
-export const FAST_KERNEL_NAMES = [
+export const CONV_KERNEL_NAMES = [
   "Conv2D",
   "Conv2DBackpropInput",
   "Conv2DBackpropFilter",
@@ -34,7 +34,7 @@ export const FAST_KERNEL_NAMES = [
   "FusedConv2D",
 ] as const;
 /** A kernel name these can replace. */
-export type FastKernelName = typeof FAST_KERNEL_NAMES[number];
+export type ConvKernelName = typeof CONV_KERNEL_NAMES[number];
 
 type Attrs = {
   strides: [number, number] | number;
@@ -46,7 +46,7 @@ type Attrs = {
   filterShape?: [number, number, number, number];
 };
 
-/** The convolution facts for one call, or `null` when the fast kernels do not cover it. */
+/** The convolution facts for one call, or `null` when the GEMM kernels do not cover it. */
 function convInfoOf(
   xShape: number[],
   filterShape: number[],

@@ -71,8 +71,8 @@ function tilesPerSplit(m: number, n: number, tile: GemmTile, layout: GemmLayout)
   return layout === "register" ? blocks / 64 : blocks;
 }
 
-/** Calls per fast kernel (the `conv` counter group): proof the kernels ran. */
-export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = counters.group(
+/** Calls per GEMM convolution kernel (the `conv` counter group): proof the kernels ran. */
+export const convGemmStats: Record<ConvOp | "depthwiseFilterGrad", number> = counters.group(
   "conv",
   { forward: 0, inputGrad: 0, filterGrad: 0, depthwiseFilterGrad: 0 },
 );
@@ -81,7 +81,7 @@ export const fastConvStats: Record<ConvOp | "depthwiseFilterGrad", number> = cou
  * GEMM dispatches per program layout (the `convLayout` counter group): proof of which layout
  * (the adapter profile's) the convolutions ran on.
  */
-export const fastConvLayoutStats: Record<GemmLayout, number> = counters.group("convLayout", {
+export const convGemmLayoutStats: Record<GemmLayout, number> = counters.group("convLayout", {
   tiled: 0,
   register: 0,
 });
@@ -294,7 +294,7 @@ export function inputGradPhaseSpec(
 }
 
 /**
- * Whether the fast kernel's dispatch fits WebGPU's per-dimension workgroup limit (a batch of
+ * Whether the GEMM kernel's dispatch fits WebGPU's per-dimension workgroup limit (a batch of
  * several thousand 32x32 images would not); callers use the stock kernel otherwise.
  *
  * @param op which product
@@ -345,7 +345,7 @@ export function runConvGemm(
   policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
 ): tf.TensorInfo {
   if (op === "inputGrad" && (c.strideHeight > 1 || c.strideWidth > 1)) {
-    fastConvStats[op]++;
+    convGemmStats[op]++;
     let out: tf.TensorInfo | undefined;
     for (let rh = 0; rh < c.strideHeight; rh++) {
       for (let rw = 0; rw < c.strideWidth; rw++) {
@@ -354,7 +354,7 @@ export function runConvGemm(
         const { spec, k, chunk } = phase;
         const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
         const program = makeGemmProgram(spec);
-        fastConvLayoutStats[spec.layout ?? "tiled"]++;
+        convGemmLayoutStats[spec.layout ?? "tiled"]++;
         out = backend.runWebGPUProgram(program, inputs, "float32", uniforms, out);
       }
     }
@@ -363,8 +363,8 @@ export function runConvGemm(
   const { spec, k, chunk, finalShape } = convGemmSpec(op, c, policy);
   const program = makeGemmProgram(spec);
   const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
-  fastConvStats[op]++;
-  fastConvLayoutStats[spec.layout ?? "tiled"]++;
+  convGemmStats[op]++;
+  convGemmLayoutStats[spec.layout ?? "tiled"]++;
   const out = backend.runWebGPUProgram(program, inputs, "float32", uniforms);
   if (spec.splits === 1) return out;
   const reduce = splitKReduce(finalShape);

@@ -10,11 +10,11 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
+import type { Extensions } from "../../ops/extensions.ts";
 import type { KernelLimits } from "../../ops/support.ts";
 import { kernelKey } from "../runtime/direct.ts";
 import type { WebGPUProgram } from "../runtime/tfjs.ts";
 import type { SplitPolicy } from "./conv_gemm.ts";
-import type { GroupedSplitPolicy } from "./grouped_conv.ts";
 
 export { type DirectKernel, kernelKey } from "../runtime/direct.ts";
 
@@ -85,7 +85,7 @@ export interface TuningPolicies {
   /** Split-K of the depthwise filter gradient. */
   depthwise: SplitPolicy;
   /** Split of the grouped convolution's filter gradient. */
-  grouped: GroupedSplitPolicy;
+  grouped: SplitPolicy;
 }
 
 /** One tfjs kernel of the registration list (`list.ts`). */
@@ -95,7 +95,7 @@ export interface KernelEntry {
   /**
    * Makes the kernel function. `policies` is the install's (read at each call, so a second
    * install's knobs apply); `stock` is tfjs's own kernel for a replaced op (the fallback for
-   * calls the fast kernel does not cover), undefined for an op of our own.
+   * calls our kernel does not cover), undefined for an op of our own.
    */
   make(policies: TuningPolicies, stock?: tf.KernelFunc): tf.KernelFunc;
   /** Replaces a stock tfjs kernel (kept, and restored by `uninstall`). */
@@ -103,3 +103,8 @@ export interface KernelEntry {
   /** The shapes and attributes the kernel takes, for `ops/support.ts`'s `kernelAccepts`. */
   limits?: KernelLimits;
 }
+
+/** One extension of the registration list: a name of `ops/extensions.ts` and its implementation. */
+export type ExtensionEntry = { [K in keyof Extensions]: { name: K; impl: Extensions[K] } }[
+  keyof Extensions
+];

@@ -17,18 +17,7 @@ import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { program, type ProgramKernel } from "./declare.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
 import { splitKReduce } from "./gemm_program.ts";
-import { fastConvStats } from "./conv_gemm.ts";
-
-/** Split knobs of the depthwise filter gradient. */
-export interface DepthwiseSplit {
-  /** Workgroups to aim for (default 1024). */
-  targetWorkgroups: number;
-  /** Shortest run of positions one split gets (default 256). */
-  minChunk: number;
-}
-
-/** The default split of the depthwise filter gradient. */
-export const DEFAULT_DEPTHWISE_SPLIT: DepthwiseSplit = { targetWorkgroups: 1024, minChunk: 256 };
+import { convGemmStats, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 
 /** Invocations per workgroup: channel lanes x position lanes. */
 const WORKGROUP = 64;
@@ -159,7 +148,7 @@ export function runDepthwiseFilterGrad(
   c: tf.backend_util.Conv2DInfo,
   x: tf.TensorInfo,
   dy: tf.TensorInfo,
-  split: DepthwiseSplit = DEFAULT_DEPTHWISE_SPLIT,
+  split: SplitPolicy = DEFAULT_SPLIT_POLICY,
 ): tf.TensorInfo {
   const positions = c.batchSize * c.outHeight * c.outWidth;
   const blocks = Math.ceil(c.outChannels / lanesFor(c.outChannels));
@@ -176,7 +165,7 @@ export function runDepthwiseFilterGrad(
     { type: "int32", data: [positions] },
     { type: "int32", data: [chunk] },
   ];
-  fastConvStats.depthwiseFilterGrad++;
+  convGemmStats.depthwiseFilterGrad++;
   const partial = backend.runWebGPUProgram(partialProgram, [x, dy], "float32", uniforms);
   const reduce = splitKReduce(c.filterShape);
   const out = backend.runWebGPUProgram(reduce, [partial], "float32", [

@@ -42,6 +42,7 @@ import { counters } from "../runtime/counters.ts";
 import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { type KernelEntry, program, type ProgramKernel } from "./declare.ts";
 import { splitKReduce } from "./gemm_program.ts";
+import { DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
 
 /** Invocations per workgroup of every program here. */
@@ -54,17 +55,6 @@ const MAX_FILTER_GRAD_THREADS = 256;
 const MAX_FILTER_GRAD_ACCS = 8;
 /** Floats of the patch and `dy` tiles the filter-gradient program stages (12 KiB). */
 const MAX_FILTER_GRAD_STAGE = 3072;
-
-/** Split knobs of the filter gradient. */
-export interface GroupedSplitPolicy {
-  /** Workgroups to aim for when the groups alone give fewer (default 1024). */
-  targetWorkgroups: number;
-  /** Shortest run of positions one split gets (default 256). */
-  minChunk: number;
-}
-
-/** The default split of the filter gradient. */
-export const DEFAULT_GROUPED_SPLIT: GroupedSplitPolicy = { targetWorkgroups: 1024, minChunk: 256 };
 
 /** Kernel calls and WebGPU dispatches (the `groupedConv` counter group). */
 const stats = counters.group("groupedConv", {
@@ -109,7 +99,7 @@ function filterGradTiling(c: GroupedConvInfo): FilterGradTiling {
  * limits. `ops/conv.ts` uses the depthwise formulation otherwise.
  *
  * @param c shape facts
- * @returns true when the fast kernels can run it
+ * @returns true when the grouped kernels can run it
  * @example
  * ```ts
  * import { groupedConvInfo } from "../../ops/conv.ts";
@@ -319,7 +309,7 @@ interface FilterGradSpec extends FilterGradTiling {
   splitLen: number;
 }
 
-function filterGradSpec(c: GroupedConvInfo, policy: GroupedSplitPolicy): FilterGradSpec {
+function filterGradSpec(c: GroupedConvInfo, policy: SplitPolicy): FilterGradSpec {
   const positions = c.batch * c.outH * c.outW;
   const rows = c.kh * c.kw * c.gi;
   const tiling = filterGradTiling(c);
@@ -378,7 +368,7 @@ interface FilterGradParams {
  */
 export function groupedConvFilterGrad(
   c: GroupedConvInfo,
-  policy: GroupedSplitPolicy = DEFAULT_GROUPED_SPLIT,
+  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
 ) {
   const s = filterGradSpec(c, policy);
   const vecX = c.gi % 4 === 0 && c.inC % 4 === 0;
@@ -562,7 +552,7 @@ export function runGroupedConvFilterGrad(
   c: GroupedConvInfo,
   x: tf.TensorInfo,
   dy: tf.TensorInfo,
-  policy: GroupedSplitPolicy = DEFAULT_GROUPED_SPLIT,
+  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
 ): tf.TensorInfo {
   const { program, splits } = groupedConvFilterGrad(c, policy);
   stats.filterGrad++;

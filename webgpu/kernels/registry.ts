@@ -7,8 +7,9 @@
  * @module
  */
 import { tf } from "../../deps.ts";
+import { provide } from "../../ops/extensions.ts";
 import { declareLimits } from "../../ops/support.ts";
-import type { KernelEntry, TuningPolicies } from "./declare.ts";
+import type { ExtensionEntry, KernelEntry, TuningPolicies } from "./declare.ts";
 
 /** Marks the kernel functions this toolkit registered (shared by every copy of the module). */
 const OURS = Symbol.for("regnet-vision.ownKernel");
@@ -83,4 +84,14 @@ export function unregisterKernels(entries: readonly KernelEntry[]): void {
  */
 export function ownKernelRegistered(name: string): boolean {
   return isOurs(tf.getKernel(name, "webgpu"));
+}
+
+/**
+ * Provides the extensions for the webgpu backend, or withdraws them.
+ *
+ * @param entries the extensions
+ * @param on true to provide, false to withdraw
+ */
+export function provideExtensions(entries: readonly ExtensionEntry[], on: boolean): void {
+  for (const e of entries) provide("webgpu", e.name, on ? e.impl as never : null);
 }

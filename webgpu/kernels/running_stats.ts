@@ -13,14 +13,14 @@
  *
  * @module
  */
-import type { WebGPUBackend } from "../../deps.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
 import type { RunningStatsSlot } from "../../ops/batchnorm.ts";
 import { ownForWrite } from "../runtime/direct.ts";
 import { counters } from "../runtime/counters.ts";
 import { type MultiTensorKernel, runMultiTensor } from "./multi_tensor.ts";
 
 /** Items `[runningMean, runningVar, batchMean, batchVar]`, `p = (1 - m, m, correction · m)`. */
-export const RUNNING_STATS_KERNEL: MultiTensorKernel = {
+const RUNNING_STATS_KERNEL: MultiTensorKernel = {
   name: "bn_running_stats_inplace",
   accesses: () => ["read_write", "read_write", "read", "read"],
   body: (_, t, type) =>
@@ -47,14 +47,11 @@ const stats = counters.group("runningStats", { calls: 0, dispatches: 0 });
  * buffers), and adds one to the batch counters given. Returns false (and does nothing) when a
  * tensor is not float32, so that the caller uses tf ops.
  *
- * @param backend the webgpu backend
  * @param slots the layers' statistics
- * @returns true when the update was recorded
+ * @returns true when the update was encoded
  */
-export function runningStatsInPlace(
-  backend: WebGPUBackend,
-  slots: readonly RunningStatsSlot[],
-): boolean {
+export function runningStatsInPlace(slots: readonly RunningStatsSlot[]): boolean {
+  const backend = tf.backend() as WebGPUBackend;
   const counts = slots.flatMap((s) => s.count ? [s.count] : []);
   const all = [
     ...slots.flatMap((s) => [s.runningMean, s.runningVar, s.batchMean, s.batchVar]),

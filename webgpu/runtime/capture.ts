@@ -1,5 +1,5 @@
 /**
- * Record once, replay many times: the WebGPU counterpart of a CUDA graph. A capture runs a
+ * Capture once, replay many times: the WebGPU counterpart of a CUDA graph. A capture runs a
  * function (a training step) once through tfjs, as usual, and keeps the list of GPU commands it
  * recorded: every dispatch (pipeline, bind group, workgroups) and buffer copy. A replay encodes
  * that list again: the same kernels over the same buffers, with none of tfjs's per-op work
@@ -7,14 +7,14 @@
  *
  * What makes that correct:
  * - **Buffers stay put.** Every storage buffer tfjs hands out during the capture belongs to the
- *   recording from then on: when its tensor is disposed, the buffer goes back to the recording
+ *   recording from then on: when its tensor is disposed, the buffer goes back to the capture
  *   (which hands it out again later in the same capture, as tfjs's pool would), never to tfjs's
  *   pool. Buffers filled from the CPU during the capture (constants) are never handed out again.
- *   A recording's buffers return to tfjs when it is disposed.
- * - **Nothing else is touched.** Every buffer a command binds is the recording's, a uniform
- *   buffer (pinned while the recording lives), or a buffer of a tensor the caller declared as
+ *   A capture's buffers return to tfjs when it is disposed.
+ * - **Nothing else is touched.** Every buffer a command binds is the capture's, a uniform
+ *   buffer (pinned while the capture lives), or a buffer of a tensor the caller declared as
  *   state (parameters, optimizer buffers: they must be updated in place, see `direct.ts`).
- *   A capture fails (returns no recording) when a command binds anything else, when a program
+ *   A capture fails (returns no capture) when a command binds anything else, when a program
  *   takes tfjs's stock dispatch path (not recorded), or when a dispatch happens outside the
  *   recorded paths.
  * - **Values come from the GPU.** What the function computes on the CPU (tfjs runs small ops on
@@ -22,22 +22,23 @@
  *
  * @module
  */
-import type { tf, WebGPUBackend } from "../../deps.ts";
+import { tf, type WebGPUBackend } from "../../deps.ts";
+import type { StepCapturer } from "../../ops/extensions.ts";
+import { type CaptureHooks, capturing, objectId, pinUniform } from "./cache.ts";
+import { copyTensor, forgetCpuCopy, privateCopy } from "./direct.ts";
 import { directCounters } from "./counters.ts";
 import { dispatchCacheInstalled } from "./dispatch_cache.ts";
-import { gpuBufferOf } from "./direct.ts";
 import { listen, ORDER } from "./patches.ts";
-import { pinnedUniforms, recorder, type RecorderHooks } from "./recorder.ts";
 import {
   type BackendInternals,
   type BufferManagerInternals,
+  bufferOf,
   encodeCopy,
   encodeDispatch,
   flushCommands,
   internals,
   METHODS,
-  openEncoder,
-  submitNow,
+  poolKey,
   timersActive,
 } from "./tfjs.ts";
 
@@ -52,8 +53,8 @@ type Command =
 
 /** The buffer-manager listeners: which recording owns a buffer, and which capture runs. */
 interface Ownership {
-  owner: Map<GPUBuffer, Recording>;
-  capturing: Recording | null;
+  owner: Map<GPUBuffer, Capture>;
+  capturing: Capture | null;
 }
 
 const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
@@ -61,7 +62,7 @@ const OWNERSHIP = Symbol.for("regnet-vision.captureOwnership");
 /**
  * The ownership listeners of a backend's buffer manager (installed once, outermost on
  * `acquireBuffer` and `releaseBuffer`): during a capture, storage buffers tfjs hands out belong
- * to the recording; a buffer a recording owns goes back to it, not to tfjs's pool.
+ * to the capture; a buffer a capture owns goes back to it, not to tfjs's pool.
  */
 function ownershipOf(be: BackendInternals): Ownership {
   const bm = be.bufferManager as BufferManagerInternals & { [OWNERSHIP]?: Ownership };
@@ -97,10 +98,10 @@ function ownershipOf(be: BackendInternals): Ownership {
 }
 
 /**
- * The commands of one capture, and the buffers they use. Replay with {@link Recording.replay};
- * free with {@link Recording.dispose}.
+ * The commands of one capture, and the buffers they use. Replay with {@link Capture.replay};
+ * free with {@link Capture.dispose}.
  */
-export class Recording {
+export class Capture {
   /** The recorded commands, in order. */
   readonly commands: Command[] = [];
   /** Why the capture failed, or `null`. */
@@ -125,14 +126,14 @@ export class Recording {
     return this.commands.filter((c) => c.kind === "dispatch").length;
   }
 
-  /** Bytes of the buffers the recording owns. */
+  /** Bytes of the buffers the capture owns. */
   get bytes(): number {
     let n = 0;
     for (const b of this.#owned) n += b.size;
     return n;
   }
 
-  /** Whether the recording owns a buffer. */
+  /** Whether the capture owns a buffer. */
   owns(buffer: GPUBuffer): boolean {
     return this.#owned.has(buffer);
   }
@@ -143,13 +144,13 @@ export class Recording {
     if (constant) this.#constants.add(buffer);
   }
 
-  /** @internal a buffer of the recording that its tensor gave back */
+  /** @internal a buffer of the capture that its tensor gave back */
   park(buffer: GPUBuffer): void {
     if (this.#constants.has(buffer)) {
       this.#constantsReleased.add(buffer); // holds a CPU upload: never handed out again
       return;
     }
-    const key = `${buffer.size}_${buffer.usage}`;
+    const key = poolKey(buffer.size, buffer.usage);
     let list = this.#parked.get(key);
     if (!list) this.#parked.set(key, list = []);
     list.push(buffer);
@@ -157,7 +158,7 @@ export class Recording {
 
   /** @internal a parked buffer for a new tensor during the capture, as tfjs's pool would */
   takeParked(size: number, usage: number): GPUBuffer | undefined {
-    return this.#parked.get(`${size}_${usage}`)?.pop();
+    return this.#parked.get(poolKey(size, usage))?.pop();
   }
 
   /** @internal */
@@ -178,7 +179,7 @@ export class Recording {
     }
     if (uniform && !this.#uniforms.has(uniform)) {
       this.#uniforms.add(uniform);
-      pinnedUniforms.set(uniform, (pinnedUniforms.get(uniform) ?? 0) + 1);
+      pinUniform(uniform, 1);
     }
     this.commands.push(c);
   }
@@ -187,10 +188,9 @@ export class Recording {
    * Encodes the commands again, in the backend's command stream, and submits them.
    */
   replay(): void {
-    if (this.#disposed) throw new Error("Recording.replay: the recording was disposed");
-    if (this.failure) throw new Error(`Recording.replay: the capture failed (${this.failure})`);
+    if (this.#disposed) throw new Error("Capture.replay: the capture was disposed");
+    if (this.failure) throw new Error(`Capture.replay: the capture failed (${this.failure})`);
     const be = internals(this.#backend);
-    openEncoder(be);
     for (const c of this.commands) {
       if (c.kind === "dispatch") {
         encodeDispatch(be, c.pipeline, c.bindGroup, c.workgroups);
@@ -199,11 +199,11 @@ export class Recording {
         encodeCopy(be, c.src, c.dst, c.size);
       }
     }
-    submitNow(be);
+    flushCommands(be);
   }
 
   /**
-   * Gives the recording's buffers back to tfjs (those a tensor still holds go back when it is
+   * Gives the capture's buffers back to tfjs (those a tensor still holds go back when it is
    * disposed) and unpins its uniforms. Idempotent.
    */
   dispose(): void {
@@ -220,58 +220,54 @@ export class Recording {
     }
     this.#owned.clear();
     this.#parked.clear();
-    for (const u of this.#uniforms) {
-      const n = (pinnedUniforms.get(u) ?? 1) - 1;
-      if (n <= 0) pinnedUniforms.delete(u);
-      else pinnedUniforms.set(u, n);
-    }
+    for (const u of this.#uniforms) pinUniform(u, -1);
     this.#uniforms.clear();
     this.commands.length = 0;
   }
 }
 
-/** What {@link capture} returns. */
-export interface Capture<T> {
+/** What {@link capture} returns (its field `recording` is the capture: `ops/extensions.ts`'s name). */
+export interface CaptureResult<T> {
   /** The function's result (computed as usual). */
   result: T;
-  /** The recording, or `null` when the capture failed (see `reason`). */
-  recording: Recording | null;
+  /** The capture, or `null` when the capture failed (see `reason`). */
+  recording: Capture | null;
   /** Why the capture failed, or `null`. */
   reason: string | null;
 }
 
 /**
  * Runs `fn` once and records the GPU commands it issues (see the module doc). `fn` runs to
- * completion either way; its result is returned; the recording is `null` when the work cannot
+ * completion either way; its result is returned; the capture is `null` when the work cannot
  * be replayed (with the reason).
  *
  * @param backend the webgpu backend (with the toolkit's dispatch patch installed)
  * @param fn the work, which must issue its GPU work through tfjs programs and direct dispatches
  * @param state tensors from before the capture that the commands may bind (updated in place)
- * @returns the result and the recording
+ * @returns the result and the capture
  */
 export function capture<T>(
   backend: WebGPUBackend,
   fn: () => T,
   state: readonly tf.TensorInfo[],
-): Capture<T> {
+): CaptureResult<T> {
   const be = internals(backend);
   if (!dispatchCacheInstalled(backend)) {
     return { result: fn(), recording: null, reason: "the dispatch patch is not installed" };
   }
-  if (recorder.current !== null) {
+  if (capturing.current !== null) {
     return { result: fn(), recording: null, reason: "a capture is already running" };
   }
   if (timersActive(be)) {
     return { result: fn(), recording: null, reason: "a profiler is timing kernels" };
   }
   const o = ownershipOf(be);
-  const rec = new Recording(backend);
-  const allowed = new Set(state.map((t) => gpuBufferOf(backend, t)));
-  // Everything recorded before the capture is submitted first: the recording starts clean.
+  const rec = new Capture(backend);
+  const allowed = new Set(state.map((t) => bufferOf(be, t)));
+  // Everything recorded before the capture is submitted first: the capture starts clean.
   flushCommands(be);
   let programs = 0, dispatched = 0;
-  const hooks: RecorderHooks = {
+  const hooks: CaptureHooks = {
     dispatch(pipeline, bindGroup, workgroups, buffers, uniform) {
       dispatched++;
       const w: [number, number, number] = [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
@@ -294,21 +290,21 @@ export function capture<T>(
     return next(args);
   });
   const directBefore = directCounters.dispatches;
-  recorder.current = hooks;
+  capturing.current = hooks;
   o.capturing = rec;
   let result: T;
   try {
     result = fn();
   } finally {
     o.capturing = null;
-    recorder.current = null;
+    capturing.current = null;
     off();
   }
   const direct = directCounters.dispatches - directBefore;
   if (!rec.failure && dispatched !== programs + direct) {
     rec.failure = `${programs + direct - dispatched} dispatches took an unrecorded path`;
   }
-  const after = new Set(state.map((t) => gpuBufferOf(backend, t)));
+  const after = new Set(state.map((t) => bufferOf(be, t)));
   if (!rec.failure && [...allowed].some((b) => !after.has(b))) {
     rec.failure = "a state tensor moved to another buffer (not updated in place)";
   }
@@ -319,3 +315,13 @@ export function capture<T>(
   }
   return { result, recording: rec, reason: null };
 }
+
+/** Step capture and replay on the webgpu backend: the `capture` extension of `ops/extensions.ts`. */
+export const STEP_CAPTURE: StepCapturer = {
+  ready: () => dispatchCacheInstalled(),
+  capture: (fn, state) => capture(tf.backend() as WebGPUBackend, fn, state),
+  privateCopy: (t) => privateCopy(tf.backend() as WebGPUBackend, t),
+  copy: (src, dst) => copyTensor(tf.backend() as WebGPUBackend, src, dst),
+  forgetCpuCopy: (t) => forgetCpuCopy(tf.backend() as WebGPUBackend, t),
+  id: objectId,
+};

@@ -15,7 +15,7 @@
  */
 import type { WebGPUBackend } from "../../deps.ts";
 import { listen, ORDER } from "./patches.ts";
-import { internals, METHODS, type ProgramLike } from "./tfjs.ts";
+import { internals, METHODS, type ProgramLike, registeredWebGpuBackend } from "./tfjs.ts";
 
 /** What a watched device has reported. */
 interface Watch {
@@ -54,7 +54,7 @@ function programName(p: ProgramLike | undefined): string | null {
 }
 
 /**
- * Starts recording the errors of the backend's device (idempotent per device).
+ * Starts watching the errors of the backend's device (idempotent per device).
  *
  * @param backend the tfjs webgpu backend
  */
@@ -99,7 +99,7 @@ export function watchDevice(backend: WebGPUBackend): void {
 }
 
 /**
- * Stops recording the errors of the backend's device.
+ * Stops watching the errors of the backend's device.
  *
  * @param backend the tfjs webgpu backend
  */
@@ -112,15 +112,18 @@ export function unwatchDevice(backend: WebGPUBackend): void {
 }
 
 /**
- * The first error the device reported since the last call (then forgotten), or the loss of the
- * device (reported at every call from then on), as an Error; `null` when there was none.
+ * The first error the webgpu backend's device reported since the last call (then forgotten),
+ * or the loss of the device (reported at every call from then on), as an Error; `null` when
+ * there was none: the `deviceError` extension of `ops/extensions.ts`. Starts watching a backend
+ * started after the install.
  *
- * @param backend the tfjs webgpu backend
  * @returns the error, or `null`
  */
-export function takeDeviceError(backend: WebGPUBackend): Error | null {
-  const w = watches.get(internals(backend).device);
-  if (!w) return null;
+export function deviceError(): Error | null {
+  const backend = registeredWebGpuBackend();
+  if (!backend) return null;
+  watchDevice(backend);
+  const w = watches.get(internals(backend).device)!;
   const message = w.lost ?? w.error;
   w.error = null;
   return message === null ? null : new Error(message);

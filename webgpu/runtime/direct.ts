@@ -21,7 +21,7 @@
  */
 import { tf, type WebGPUBackend } from "../../deps.ts";
 import { directCounters } from "./counters.ts";
-import { recorder } from "./recorder.ts";
+import { bindGroupOf, cacheOf, capturing, uniformBuffer } from "./cache.ts";
 import {
   type BackendInternals,
   bufferOf,
@@ -32,7 +32,6 @@ import {
   holdUntilSubmit,
   internals,
   refCountOf,
-  upload,
 } from "./tfjs.ts";
 
 /** How a direct dispatch binds a tensor. */
@@ -83,42 +82,6 @@ export function kernelKey(name: string, params: unknown): string {
   return `${name}${JSON.stringify(params)}`;
 }
 
-/** Per-device caches. */
-interface Caches {
-  layouts: Map<string, { group: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>;
-  pipelines: Map<string, GPUComputePipeline>;
-  uniforms: Map<string, GPUBuffer>;
-  bindGroups: Map<string, GPUBindGroup>;
-  ids: WeakMap<object, number>;
-  nextId: number;
-}
-
-const MAX_UNIFORMS = 4096;
-const MAX_BIND_GROUPS = 8192;
-const cachesByDevice = new WeakMap<GPUDevice, Caches>();
-
-function cachesOf(device: GPUDevice): Caches {
-  let c = cachesByDevice.get(device);
-  if (!c) {
-    c = {
-      layouts: new Map(),
-      pipelines: new Map(),
-      uniforms: new Map(),
-      bindGroups: new Map(),
-      ids: new WeakMap(),
-      nextId: 1,
-    };
-    cachesByDevice.set(device, c);
-  }
-  return c;
-}
-
-function idOf(c: Caches, obj: object): number {
-  let id = c.ids.get(obj);
-  if (id === undefined) c.ids.set(obj, id = c.nextId++);
-  return id;
-}
-
 /**
  * The most storage buffers one direct dispatch may bind on this backend's device (its
  * `maxStorageBuffersPerShaderStage`; 8 unless the device was created with more).
@@ -130,14 +93,10 @@ export function maxStorageBindings(backend: WebGPUBackend): number {
   return internals(backend).device.limits.maxStorageBuffersPerShaderStage;
 }
 
-function layoutFor(
-  be: BackendInternals,
-  c: Caches,
-  accesses: readonly Access[],
-  uniform: boolean,
-) {
+function layoutFor(be: BackendInternals, accesses: readonly Access[], uniform: boolean) {
+  const layouts = cacheOf(be.device).layouts;
   const key = accesses.map((a) => (a === "read" ? "r" : "w")).join("") + (uniform ? "u" : "");
-  let layout = c.layouts.get(key);
+  let layout = layouts.get(key);
   if (!layout) {
     const entries: GPUBindGroupLayoutEntry[] = accesses.map((a, i) => ({
       binding: i,
@@ -153,28 +112,9 @@ function layoutFor(
     }
     const group = be.device.createBindGroupLayout({ entries });
     layout = { group, pipeline: be.device.createPipelineLayout({ bindGroupLayouts: [group] }) };
-    c.layouts.set(key, layout);
+    layouts.set(key, layout);
   }
   return layout;
-}
-
-function uniformBuffer(be: BackendInternals, c: Caches, bytes: ArrayBuffer): GPUBuffer {
-  if (bytes.byteLength % 16 !== 0) {
-    throw new Error(`direct dispatch: uniform block of ${bytes.byteLength} bytes (need 16k)`);
-  }
-  const key = String.fromCharCode.apply(null, new Uint16Array(bytes) as unknown as number[]);
-  let buffer = c.uniforms.get(key);
-  if (!buffer) {
-    // Dropped buffers are left to the garbage collector: a recorded command may still use one.
-    if (c.uniforms.size >= MAX_UNIFORMS) c.uniforms.clear();
-    buffer = be.device.createBuffer({
-      size: bytes.byteLength,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    be.queue.writeBuffer(buffer, 0, bytes);
-    c.uniforms.set(key, buffer);
-  }
-  return buffer;
 }
 
 /**
@@ -198,7 +138,6 @@ export function runDirect<P>(
   call: DirectCall,
 ): void {
   const be = internals(backend);
-  const c = cachesOf(be.device);
   const key = kernelKey(kernel.name, params);
   const accesses = kernel.bindings(params);
   if (accesses.length !== call.tensors.length) {
@@ -215,8 +154,9 @@ export function runDirect<P>(
     // tfjs keeps a CPU copy of what it read back; after this write it would be stale.
     forgetValues(be, call.tensors[i]);
   }
-  const layout = layoutFor(be, c, accesses, call.uniforms !== undefined);
-  let pipeline = c.pipelines.get(key);
+  const layout = layoutFor(be, accesses, call.uniforms !== undefined);
+  const pipelines = cacheOf(be.device).pipelines;
+  let pipeline = pipelines.get(key);
   if (!pipeline) {
     const module = be.device.createShaderModule({ code: kernel.code(params), label: key });
     pipeline = be.device.createComputePipeline({
@@ -224,28 +164,19 @@ export function runDirect<P>(
       compute: { module, entryPoint: "main" },
       label: key,
     });
-    c.pipelines.set(key, pipeline);
+    pipelines.set(key, pipeline);
   }
-  const uniform = call.uniforms ? uniformBuffer(be, c, call.uniforms) : null;
-  let bindKey = `${idOf(c, pipeline)}:`;
-  for (const b of buffers) bindKey += `${idOf(c, b)},`;
-  if (uniform) bindKey += `u${idOf(c, uniform)}`;
-  let bindGroup = c.bindGroups.get(bindKey);
-  if (!bindGroup) {
-    if (c.bindGroups.size >= MAX_BIND_GROUPS) c.bindGroups.clear();
-    const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({
-      binding: i,
-      resource: { buffer },
-    }));
-    if (uniform) entries.push({ binding: buffers.length, resource: { buffer: uniform } });
-    bindGroup = be.device.createBindGroup({ layout: layout.group, entries });
-    c.bindGroups.set(bindKey, bindGroup);
-    directCounters.bindGroups++;
+  if (call.uniforms && call.uniforms.byteLength % 16 !== 0) {
+    throw new Error(`direct dispatch ${key}: uniform block of ${call.uniforms.byteLength} bytes`);
   }
+  const uniform = call.uniforms ? uniformBuffer(be, call.uniforms).buffer : null;
+  const made = bindGroupOf(be, pipeline, layout.group, buffers, uniform);
+  if (!made.hit) directCounters.bindGroups++;
+  const bindGroup = made.bindGroup;
   // As the backend records its own programs: the tensors stay alive until the next submit.
   holdUntilSubmit(be, call.tensors);
   encodeDispatch(be, pipeline, bindGroup, call.workgroups);
-  recorder.current?.dispatch(pipeline, bindGroup, call.workgroups, buffers, uniform);
+  capturing.current?.dispatch(pipeline, bindGroup, call.workgroups, buffers, uniform);
   directCounters.dispatches++;
   countInPass(be);
 }
@@ -308,18 +239,7 @@ export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.T
   forgetValues(be, dst);
   holdUntilSubmit(be, [src, dst]);
   encodeCopy(be, from, to, from.size);
-  recorder.current?.copy(from, to, from.size);
-}
-
-/**
- * The GPU buffer of a tensor (uploaded first when its values are on the CPU).
- *
- * @param backend the webgpu backend
- * @param t the tensor
- * @returns its buffer
- */
-export function gpuBufferOf(backend: WebGPUBackend, t: tf.TensorInfo): GPUBuffer {
-  return bufferOf(internals(backend), t);
+  capturing.current?.copy(from, to, from.size);
 }
 
 /**
@@ -332,6 +252,6 @@ export function gpuBufferOf(backend: WebGPUBackend, t: tf.TensorInfo): GPUBuffer
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");
-  upload(internals(backend), info);
+  bufferOf(internals(backend), info); // allocates it
   return tf.engine().makeTensorFromTensorInfo(info);
 }

@@ -10,30 +10,28 @@
  * compute pass (the pass only ends at a submit), so there is no pass to save.
  *
  * The patch replaces `recordAndSubmit` with one that
- * - keeps uniform buffers by content: the uniform block of a dispatch (shapes, strides, sizes and
- *   the program's own uniforms, laid out exactly as the stock `makeUniforms` lays them out) is
- *   looked up by its bytes; a buffer with those bytes is written once and never again, so a
- *   training step with fixed shapes writes no uniforms after its first step;
- * - caches bind groups by (pipeline, output buffer, input buffers, uniform buffer);
+ * - takes uniform buffers and bind groups from the runtime's cache (`cache.ts`): the uniform
+ *   block of a dispatch (shapes, strides, sizes and the program's own uniforms, laid out exactly
+ *   as the stock `makeUniforms` lays them out) is looked up by its bytes, so a training step with
+ *   fixed shapes writes no uniforms after its first step; bind groups by (pipeline, output
+ *   buffer, input buffers, uniform buffer);
  * - gives tensor buffers an affinity, so that those bind groups repeat: tfjs's pool hands out the
  *   last freed buffer, which differs from step to step (parameters move to new buffers every
  *   step); the patched pool hands a program the buffer its "site" (shader family, output shape,
  *   occurrence since the last read back to the host) had before when that one is free. Any free
  *   buffer of the right size is equally correct; only the bind group hit rate changes;
- * - caches each pipeline's bind group layout;
  * - raises `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` (fewer `queue.submit`s) while installed.
  *
  * The commands recorded are the same pipelines, over the same buffers, with the same uniform
  * bytes, in the same order, so results are bit-identical. Programs the patch does not cover
  * (timed programs under `tf.profile`/`tf.time`, pixel programs, texture or external bindings,
  * pipelines still compiling) go through the stock method. Cached uniform buffers live outside
- * tfjs's buffer manager (they are not in `tf.memory()`); both caches are bounded and are flushed
- * whole when full (the uniform buffers are destroyed after the next submit).
+ * tfjs's buffer manager (they are not in `tf.memory()`).
  *
  * @module
  */
 import { tf, type WebGPUBackend } from "../../deps.ts";
-import { pinnedUniforms, recorder } from "./recorder.ts";
+import { bindGroupOf, capturing, dropCached, programLayout, uniformBuffer } from "./cache.ts";
 import { listen, ORDER } from "./patches.ts";
 import { counters } from "./counters.ts";
 import {
@@ -42,13 +40,11 @@ import {
   countInPass,
   currentBufferOf,
   encodeDispatch,
-  flushCommands,
   hasFreeBuffer,
   holdUntilSubmit,
   internals,
   METHODS,
   packUniforms,
-  programBindings,
   registeredWebGpuBackend,
   SUBMIT_FLAG,
   takeFreeBuffer,
@@ -60,66 +56,35 @@ import {
 export interface DispatchCacheOptions {
   /**
    * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` while installed (dispatches per `queue.submit`; stock
-   * 15); `null` leaves the flag alone. Default {@link DEFAULT_SUBMIT_BATCH}.
+   * 15); `null` leaves the flag alone. Default 64.
    */
   submitBatch?: number | null;
-  /** Bind groups kept before the caches are flushed; default 16,384. */
-  maxBindGroups?: number;
-  /** Uniform buffers kept before the caches are flushed; default 8,192. */
-  maxUniformBuffers?: number;
-  /**
-   * Give a program the buffer it had the last time it ran with the same input buffers, when
-   * that buffer is free (so bind groups repeat step after step); default true.
-   */
-  bufferAffinity?: boolean;
-  /** Sites (program, inputs) remembered by the buffer affinity; default 32,768. */
-  maxSites?: number;
 }
 
-/** Counters of the patched dispatch path since install or `counters.reset("dispatchCache")`. */
-export interface DispatchCacheStats {
-  /** Dispatches recorded by the patched path. */
-  dispatches: number;
-  /** Dispatches handed to the stock `recordAndSubmit` (uncovered programs). */
-  fallbacks: number;
-  /** Bind groups found in the cache. */
-  bindGroupHits: number;
-  /** Bind groups created. */
-  bindGroupMisses: number;
-  /** Uniform blocks found in the cache. */
-  uniformHits: number;
-  /** Uniform buffers created and written. */
-  uniformMisses: number;
-  /** Whole-cache flushes (a cache was full). */
-  flushes: number;
-  /** Buffers the affinity handed out (the buffer the site had before). */
-  affinityHits: number;
-  /** Buffers acquired inside a program run that the affinity could not hand out. */
-  affinityMisses: number;
-}
-
-/** Dispatches per `queue.submit` while the patch is installed (tfjs's default is 15). */
-export const DEFAULT_SUBMIT_BATCH = 64;
-
-/** Where the patch keeps its state on a backend; shared by every copy of this module. */
-const STATE_KEY = Symbol.for("regnet-vision.dispatchCache");
-
-/** The counters of the patched path (the `dispatchCache` group of the counter registry). */
-const stats: DispatchCacheStats = counters.group("dispatchCache", {
+/** Counters of the patched path since install or `counters.reset("dispatchCache")`. */
+const stats = counters.group("dispatchCache", {
+  /** Dispatches encoded by the patched path. */
   dispatches: 0,
+  /** Dispatches handed to the stock `recordAndSubmit` (uncovered programs). */
   fallbacks: 0,
   bindGroupHits: 0,
   bindGroupMisses: 0,
   uniformHits: 0,
   uniformMisses: 0,
-  flushes: 0,
+  /** Buffers the affinity handed out (the buffer the site had before). */
   affinityHits: 0,
+  /** Buffers acquired inside a program run that the affinity could not hand out. */
   affinityMisses: 0,
 });
 
-/** Everything the patch holds for one backend. */
+/** Where the patch keeps its state on a backend; shared by every copy of this module. */
+const STATE_KEY = Symbol.for("regnet-vision.dispatchCache");
+
+/** Sites (program, inputs) the buffer affinity remembers before it forgets them all. */
+const MAX_SITES = 32768;
+
+/** What the patch holds for one backend (its caches are `cache.ts`'s). */
 interface PatchState {
-  options: Required<DispatchCacheOptions>;
   /** Removes the listeners. */
   off: (() => void)[];
   /** The site of the program being run (`null` outside `runWebGPUProgram`). */
@@ -131,15 +96,8 @@ interface PatchState {
   /** Programs run per signature since the last read back to the host. */
   occurrences: Map<string, number>;
   /** The flag value before install, and the value set (to restore only what we set). */
-  savedFlag: number | undefined;
-  setFlag: number | undefined;
-  ids: WeakMap<object, number>;
-  nextId: number;
-  layouts: WeakMap<GPUComputePipeline, GPUBindGroupLayout>;
-  uniforms: Map<string, { buffer: GPUBuffer; id: number }>;
-  bindGroups: Map<string, GPUBindGroup>;
-  /** Uniform buffers dropped by a flush, destroyed after the next submit. */
-  retired: GPUBuffer[];
+  savedFlag?: number;
+  setFlag?: number;
   scratch: { buffer: ArrayBuffer };
 }
 
@@ -148,26 +106,6 @@ type PatchedBackend = BackendInternals & { [STATE_KEY]?: PatchState };
 function webgpuBackend(backend?: WebGPUBackend): PatchedBackend | null {
   const b = backend ?? registeredWebGpuBackend();
   return b ? internals(b) as PatchedBackend : null;
-}
-
-function idOf(state: PatchState, obj: object): number {
-  let id = state.ids.get(obj);
-  if (id === undefined) {
-    id = state.nextId++;
-    state.ids.set(obj, id);
-  }
-  return id;
-}
-
-/** Drops both caches; their uniform buffers are destroyed after the next submit. */
-function flush(state: PatchState): void {
-  // A buffer a live recording replays is kept (dropped from the cache, not destroyed).
-  for (const u of state.uniforms.values()) {
-    if (!pinnedUniforms.has(u.buffer)) state.retired.push(u.buffer);
-  }
-  state.uniforms.clear();
-  state.bindGroups.clear();
-  stats.flushes++;
 }
 
 type RecordArgs = Parameters<BackendInternals[typeof METHODS.record]>;
@@ -181,87 +119,29 @@ function record(
 ): unknown {
   const [program, output, inputs, programUniforms] = args;
   const pipeline = program.pipeline;
+  const fallback = (why: string) => {
+    stats.fallbacks++;
+    capturing.current?.unsupported(`${program.shaderKey}: ${why}`);
+    return stock();
+  };
   if (pipeline instanceof Promise || timersActive(be) || program.pixelsOpType != null) {
-    stats.fallbacks++;
-    recorder.current?.unsupported(`${program.shaderKey}: stock dispatch path`);
-    return stock();
+    return fallback("stock dispatch path");
   }
-  const outBuf = currentBufferOf(be, output);
-  if (outBuf === undefined) {
-    stats.fallbacks++;
-    recorder.current?.unsupported(`${program.shaderKey}: output is not a buffer`);
-    return stock();
-  }
-  const inBufs: GPUBuffer[] = new Array(inputs.length);
-  for (let i = 0; i < inputs.length; i++) {
-    const r = currentBufferOf(be, inputs[i]);
-    if (r === undefined) {
-      stats.fallbacks++;
-      recorder.current?.unsupported(`${program.shaderKey}: input is not a buffer`);
-      return stock();
-    }
-    inBufs[i] = r;
-  }
-  const size = packUniforms(
-    state.scratch,
-    uniformFields(program, output, inputs, programUniforms),
-  );
-  if (size < 0) {
-    stats.fallbacks++;
-    recorder.current?.unsupported(`${program.shaderKey}: uniform field too long`);
-    return stock();
-  }
-  const { options } = state;
-
-  // The uniform buffer holding exactly these bytes (written once, never rewritten).
-  const words = new Uint16Array(state.scratch.buffer, 0, size / 2);
-  const uniformKey = String.fromCharCode.apply(null, words as unknown as number[]);
-  let uniform = state.uniforms.get(uniformKey);
-  if (uniform === undefined) {
-    if (state.uniforms.size >= options.maxUniformBuffers) flush(state);
-    const buffer = be.device.createBuffer({
-      size,
-      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM,
-    });
-    be.queue.writeBuffer(buffer, 0, state.scratch.buffer, 0, size);
-    uniform = { buffer, id: idOf(state, buffer) };
-    state.uniforms.set(uniformKey, uniform);
-    stats.uniformMisses++;
-  } else {
-    stats.uniformHits++;
-  }
-
-  // The bind group of (pipeline, output, inputs, uniforms).
-  let key = `${idOf(state, pipeline)}:${idOf(state, outBuf)}`;
-  for (const b of inBufs) key += `,${idOf(state, b)}`;
-  key += `:${uniform.id}`;
-  let bindGroup = state.bindGroups.get(key);
-  if (bindGroup === undefined) {
-    if (state.bindGroups.size >= options.maxBindGroups) state.bindGroups.clear();
-    let layout = state.layouts.get(pipeline);
-    if (layout === undefined) {
-      layout = pipeline.getBindGroupLayout(0);
-      state.layouts.set(pipeline, layout);
-    }
-    const entries = programBindings(outBuf, inBufs, uniform.buffer);
-    bindGroup = be.device.createBindGroup({ layout, entries });
-    state.bindGroups.set(key, bindGroup);
-    stats.bindGroupMisses++;
-  } else {
-    stats.bindGroupHits++;
-  }
-
+  const buffers = [output, ...inputs].map((t) => currentBufferOf(be, t));
+  if (buffers.includes(undefined)) return fallback("a tensor is not a buffer");
+  const fields = uniformFields(program, output, inputs, programUniforms);
+  const size = packUniforms(state.scratch, fields);
+  if (size < 0) return fallback("uniform field too long");
+  const uniform = uniformBuffer(be, state.scratch.buffer, size);
+  stats[uniform.hit ? "uniformHits" : "uniformMisses"]++;
+  const bound = buffers as GPUBuffer[];
+  const layout = () => programLayout(be, pipeline);
+  const { bindGroup, hit } = bindGroupOf(be, pipeline, layout, bound, uniform.buffer);
+  stats[hit ? "bindGroupHits" : "bindGroupMisses"]++;
   // What the stock method does from here on, minus timing (handled by the stock path).
-  holdUntilSubmit(be, inputs);
-  holdUntilSubmit(be, [output]);
+  holdUntilSubmit(be, [...inputs, output]);
   encodeDispatch(be, pipeline, bindGroup, program.dispatch);
-  recorder.current?.dispatch(
-    pipeline,
-    bindGroup,
-    program.dispatch,
-    [outBuf, ...inBufs],
-    uniform.buffer,
-  );
+  capturing.current?.dispatch(pipeline, bindGroup, program.dispatch, bound, uniform.buffer);
   stats.dispatches++;
   countInPass(be);
   return undefined;
@@ -323,7 +203,7 @@ function acquireWithAffinity(
   const buffer = next() as GPUBuffer;
   stats.affinityMisses++;
   if (recent === undefined) {
-    if (state.sites.size >= state.options.maxSites) state.sites.clear();
+    if (state.sites.size >= MAX_SITES) state.sites.clear();
     state.sites.set(site, recent = []);
   }
   recent.unshift(buffer);
@@ -335,7 +215,7 @@ function acquireWithAffinity(
  * Patches the webgpu backend's dispatch path (see the module doc). Idempotent: a second call
  * on a patched backend changes nothing and returns true.
  *
- * @param options submit batch and cache bounds
+ * @param options the submit batch
  * @param backend the backend to patch; tfjs's `webgpu` backend instance when absent
  * @returns true when the backend is patched, false when there is no webgpu backend
  * @example
@@ -352,36 +232,20 @@ export function installDispatchCache(
   const be = webgpuBackend(backend);
   if (be === null) return false;
   if (be[STATE_KEY]) return true;
-  const submitBatch = options.submitBatch === undefined
-    ? DEFAULT_SUBMIT_BATCH
-    : options.submitBatch;
+  const submitBatch = options.submitBatch === undefined ? 64 : options.submitBatch;
   if (submitBatch !== null && !(Number.isInteger(submitBatch) && submitBatch >= 1)) {
     throw new RangeError(`submitBatch must be a positive integer or null, got ${submitBatch}`);
   }
   const state: PatchState = {
-    options: {
-      submitBatch,
-      maxBindGroups: options.maxBindGroups ?? 16384,
-      maxUniformBuffers: options.maxUniformBuffers ?? 8192,
-      bufferAffinity: options.bufferAffinity ?? true,
-      maxSites: options.maxSites ?? 32768,
-    },
     off: [],
     site: null,
     siteOrdinal: 0,
     sites: new Map(),
     occurrences: new Map(),
-    savedFlag: undefined,
-    setFlag: undefined,
-    ids: new WeakMap(),
-    nextId: 1,
-    layouts: new WeakMap(),
-    uniforms: new Map(),
-    bindGroups: new Map(),
-    retired: [],
     scratch: { buffer: new ArrayBuffer(1024) },
   };
   counters.reset("dispatchCache");
+  const bm = be.bufferManager;
   state.off.push(
     listen(
       be,
@@ -390,37 +254,24 @@ export function installDispatchCache(
       (self, args, next) =>
         record(state, self as BackendInternals, args as RecordArgs, () => next(args)),
     ),
-    listen(be, METHODS.submit, ORDER.dispatchCache, (_self, args, next) => {
-      const r = next(args);
-      if (state.retired.length > 0) {
-        for (const b of state.retired) b.destroy();
-        state.retired = [];
-      }
-      return r;
+    listen(
+      be,
+      METHODS.run,
+      ORDER.affinity,
+      (_s, args, next) => nameSite(state, args, () => next(args)),
+    ),
+    listen(
+      bm,
+      METHODS.acquire,
+      ORDER.affinity,
+      (self, args, next) =>
+        acquireWithAffinity(state, self as BufferManagerInternals, args, () => next(args)),
+    ),
+    listen(be, METHODS.read, ORDER.affinity, (_s, args, next) => {
+      state.occurrences.clear(); // a read back to the host: the next step starts
+      return next(args);
     }),
   );
-  if (state.options.bufferAffinity) {
-    const bm = be.bufferManager;
-    state.off.push(
-      listen(
-        be,
-        METHODS.run,
-        ORDER.affinity,
-        (_s, args, next) => nameSite(state, args, () => next(args)),
-      ),
-      listen(
-        bm,
-        METHODS.acquire,
-        ORDER.affinity,
-        (self, args, next) =>
-          acquireWithAffinity(state, self as BufferManagerInternals, args, () => next(args)),
-      ),
-      listen(be, METHODS.read, ORDER.affinity, (_s, args, next) => {
-        state.occurrences.clear(); // a read back to the host: the next step starts
-        return next(args);
-      }),
-    );
-  }
   if (submitBatch !== null) {
     state.savedFlag = tf.env().get(SUBMIT_FLAG) as number;
     tf.env().set(SUBMIT_FLAG, submitBatch);
@@ -446,11 +297,7 @@ export function uninstallDispatchCache(backend?: WebGPUBackend): boolean {
   const be = webgpuBackend(backend);
   const state = be?.[STATE_KEY];
   if (!be || !state) return false;
-  // Recorded commands may use cached bind groups and uniform buffers: submit them first.
-  flushCommands(be);
-  flush(state);
-  for (const b of state.retired) b.destroy();
-  state.retired = [];
+  dropCached(be); // submits first: recorded commands may bind the cached uniform buffers
   for (const off of state.off) off();
   state.off = [];
   state.sites.clear();
@@ -480,13 +327,13 @@ export function dispatchCacheInstalled(backend?: WebGPUBackend): boolean {
  * The counters of the patched path (a copy), or `null` when the backend is not patched.
  *
  * @param backend a backend; tfjs's `webgpu` backend instance when absent
- * @returns dispatches, fallbacks, cache hits and misses, flushes
+ * @returns dispatches, fallbacks, cache and affinity hits and misses
  * @example
  * ```ts
  * import { dispatchCacheStats } from "./dispatch_cache.ts";
  * console.log(dispatchCacheStats()); // null when not installed
  * ```
  */
-export function dispatchCacheStats(backend?: WebGPUBackend): DispatchCacheStats | null {
+export function dispatchCacheStats(backend?: WebGPUBackend): typeof stats | null {
   return dispatchCacheInstalled(backend) ? { ...stats } : null;
 }

@@ -10,7 +10,6 @@
  * | --- | --- |
  * | `runWebGPUProgram` | the device-error watch (names the program), dispatch counting (`countDispatches`), capture's program count, the buffer affinity's site naming |
  * | `recordAndSubmit` | the dispatch cache (records covered programs itself) |
- * | `submitQueue` | the dispatch cache (destroys retired uniform buffers after the submit) |
  * | `getBufferData` | the buffer affinity (a read back starts a new step) |
  * | `readSync` | an error instead of tfjs's canvas read, where Deno has no 2D canvas |
  * | `BufferManager.acquireBuffer` | capture's buffer ownership, then the buffer affinity |
@@ -35,7 +34,7 @@ export const ORDER = {
   count: 20,
   /** The dispatch cache's buffer affinity (site naming, buffer choice, step boundaries). */
   affinity: 30,
-  /** The dispatch cache's own recording path. */
+  /** The dispatch cache's own dispatch path. */
   dispatchCache: 40,
 } as const;
 

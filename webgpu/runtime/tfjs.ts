@@ -3,8 +3,7 @@
  * `webgpu/` reaches the backend's command encoder, tensor map, buffer manager and uniform layout
  * through the typed accessors here, so upgrading tfjs means auditing this file:
  * {@link assertTfjsInternals} (called by `installWebGpu`) checks the tfjs version and the
- * presence of every member listed in {@link BACKEND_MEMBERS} and {@link BUFFER_MANAGER_MEMBERS},
- * and fails with one error that names what is missing.
+ * presence of every member the runtime uses, and fails with one error that names what is missing.
  *
  * @module
  */
@@ -94,6 +93,7 @@ export interface BackendInternals {
     inputs: tf.TensorInfo[],
     uniforms?: UniformField[],
   ): void;
+  makeUniforms(fields: UniformField[]): unknown;
 }
 
 /** The names of the methods the runtime wraps (`patches.ts`), by role. */
@@ -104,6 +104,8 @@ export const METHODS = {
   record: "recordAndSubmit",
   /** `WebGPUBackend.submitQueue`: submits the command encoder. */
   submit: "submitQueue",
+  /** `WebGPUBackend.makeUniforms`: lays out and writes a program's uniform buffer. */
+  uniforms: "makeUniforms",
   /** `WebGPUBackend.getBufferData`: a read back to the host. */
   read: "getBufferData",
   /** `WebGPUBackend.readSync`: `dataSync()` and `arraySync()`. */
@@ -117,39 +119,17 @@ export const METHODS = {
   keyof BackendInternals | keyof BufferManagerInternals
 >;
 
-/** The backend members the runtime uses: fields (`value`) and methods (`function`). */
-export const BACKEND_MEMBERS: Readonly<Record<keyof BackendInternals, "value" | "function">> = {
-  device: "value",
-  queue: "value",
-  adapterInfo: "value",
-  tensorMap: "value",
-  commandEncoder: "value",
-  computePassEncoder: "value",
-  commandQueueOwnedIds: "value",
-  dispatchCountInPass: "value",
-  activeTimers: "value",
-  bufferManager: "value",
-  ensureCommandEncoderReady: "function",
-  endComputePassEncoder: "function",
-  submitQueue: "function",
-  uploadToGPU: "function",
-  getBufferData: "function",
-  readSync: "function",
-  runWebGPUProgram: "function",
-  recordAndSubmit: "function",
-};
-
-/** The buffer manager members the runtime uses. */
-export const BUFFER_MANAGER_MEMBERS: Readonly<
-  Record<keyof BufferManagerInternals, "value" | "function">
-> = {
-  freeBuffers: "value",
-  usedBuffers: "value",
-  numFreeBuffers: "value",
-  numUsedBuffers: "value",
-  numBytesUsed: "value",
-  acquireBuffer: "function",
-  releaseBuffer: "function",
+/**
+ * The members of {@link BackendInternals} and {@link BufferManagerInternals}, by object: methods
+ * (`()`) and fields (`?`: tfjs may set it lazily).
+ */
+const MEMBERS: Record<string, string> = {
+  WebGPUBackend: "device queue adapterInfo? tensorMap commandEncoder? computePassEncoder? " +
+    "commandQueueOwnedIds dispatchCountInPass activeTimers? bufferManager " +
+    "ensureCommandEncoderReady() endComputePassEncoder() submitQueue() uploadToGPU() " +
+    "getBufferData() readSync() runWebGPUProgram() recordAndSubmit() makeUniforms()",
+  BufferManager: "freeBuffers usedBuffers numFreeBuffers numUsedBuffers numBytesUsed " +
+    "acquireBuffer() releaseBuffer()",
 };
 
 /**
@@ -163,23 +143,20 @@ export function assertTfjsInternals(backend: WebGPUBackend): void {
   const problems: string[] = [];
   const version = (tf.version as Record<string, string>)["tfjs-core"];
   if (version !== TFJS_VERSION) problems.push(`tfjs-core ${version} (expected ${TFJS_VERSION})`);
-  const check = (obj: unknown, members: Record<string, string>, where: string) => {
-    for (const [name, kind] of Object.entries(members)) {
-      const v = (obj as Record<string, unknown> | null)?.[name];
-      // Fields that tfjs sets lazily (encoders, timers, adapter info) may be null or absent.
-      const lazy = kind === "value" &&
-        ["commandEncoder", "computePassEncoder", "activeTimers", "adapterInfo"].includes(name);
-      if (kind === "function" ? typeof v !== "function" : v === undefined && !lazy) {
-        problems.push(`${where}.${name}`);
-      }
-    }
+  const objects: Record<string, unknown> = {
+    WebGPUBackend: backend,
+    BufferManager: (backend as unknown as { bufferManager?: unknown }).bufferManager,
   };
-  check(backend, BACKEND_MEMBERS, "WebGPUBackend");
-  check(
-    (backend as unknown as { bufferManager?: unknown }).bufferManager,
-    BUFFER_MANAGER_MEMBERS,
-    "BufferManager",
-  );
+  for (const [where, members] of Object.entries(MEMBERS)) {
+    for (const member of members.split(" ")) {
+      const name = member.replace(/\?|\(\)/, "");
+      const v = (objects[where] as Record<string, unknown> | null)?.[name];
+      const ok = member.endsWith("()")
+        ? typeof v === "function"
+        : member.endsWith("?") || v !== undefined;
+      if (!ok) problems.push(`${where}.${name}`);
+    }
+  }
   if (problems.length > 0) {
     throw new Error(
       `webgpu/runtime/tfjs.ts describes tfjs ${TFJS_VERSION}'s webgpu internals; this tfjs ` +
@@ -271,6 +248,17 @@ export function explainSyncReads(backend: WebGPUBackend, message: string): void 
 }
 
 /**
+ * Silences tfjs's cpu backend's advice to install tfjs-node (a native Node.js addon), printed on
+ * its first write when it sees Node.js APIs: Deno has them but cannot use that addon. Sets the
+ * backend's private `firstUse`.
+ *
+ * @param backend tfjs's cpu backend
+ */
+export function quietCpuBackend(backend: tf.KernelBackend): void {
+  (backend as unknown as { firstUse?: boolean }).firstUse = false;
+}
+
+/**
  * The initialised `webgpu` backend, or `null` (the engine's registry, not `tf.findBackend`,
  * which would start initialising one).
  *
@@ -304,7 +292,7 @@ export function adapterInfoOf(
  * @returns its buffer
  */
 export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
-  upload(be, t);
+  be.uploadToGPU(t.dataId);
   const resource = be.tensorMap.get(t.dataId)?.resource;
   if (!(resource instanceof GPUBuffer)) {
     throw new Error(`webgpu runtime: tensor of shape [${t.shape}] has no GPU buffer`);
@@ -394,6 +382,16 @@ export function countInPass(be: BackendInternals): void {
 }
 
 /**
+ * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
+ *
+ * @param be the backend internals
+ * @returns true when tfjs's timers are active
+ */
+export function timersActive(be: BackendInternals): boolean {
+  return be.activeTimers != null;
+}
+
+/**
  * Encodes a buffer copy (outside any compute pass).
  *
  * @param be the backend internals
@@ -420,64 +418,14 @@ export function flushCommands(be: BackendInternals): void {
 }
 
 /**
- * Opens the backend's command encoder when none is open.
+ * The key of tfjs's buffer pool lists (and of a capture's parked buffers): size and usage.
  *
- * @param be the backend internals
+ * @param size bytes
+ * @param usage the usage flags
+ * @returns the key
  */
-export function openEncoder(be: BackendInternals): void {
-  be.ensureCommandEncoderReady();
-}
-
-/**
- * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
- *
- * @param be the backend internals
- * @returns true when tfjs's timers are active
- */
-export function timersActive(be: BackendInternals): boolean {
-  return be.activeTimers != null;
-}
-
-/**
- * Puts a tensor's values on the GPU (when they are still on the CPU).
- *
- * @param be the backend internals
- * @param t the tensor
- */
-export function upload(be: BackendInternals, t: tf.TensorInfo): void {
-  be.uploadToGPU(t.dataId);
-}
-
-/**
- * Ends the pass and submits unconditionally (after a replay).
- *
- * @param be the backend internals
- */
-export function submitNow(be: BackendInternals): void {
-  be.endComputePassEncoder();
-  be.submitQueue();
-}
-
-/**
- * The bind group entries of a tfjs program, as tfjs binds them: the output at binding 0, the
- * inputs after it in order, the uniform block last.
- *
- * @param output the output's buffer
- * @param inputs the inputs' buffers
- * @param uniform the uniform buffer
- * @returns the entries
- */
-export function programBindings(
-  output: GPUBuffer,
-  inputs: readonly GPUBuffer[],
-  uniform: GPUBuffer,
-): GPUBindGroupEntry[] {
-  const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: output } }];
-  for (let i = 0; i < inputs.length; i++) {
-    entries.push({ binding: i + 1, resource: { buffer: inputs[i] } });
-  }
-  entries.push({ binding: inputs.length + 1, resource: { buffer: uniform } });
-  return entries;
+export function poolKey(size: number, usage: number): string {
+  return `${size}_${usage}`;
 }
 
 /**
@@ -496,7 +444,7 @@ export function takeFreeBuffer(
   usage: number,
   buffer: GPUBuffer,
 ): boolean {
-  const key = `${size}_${usage}`;
+  const key = poolKey(size, usage);
   const free = bm.freeBuffers.get(key);
   const at = free === undefined ? -1 : free.lastIndexOf(buffer);
   if (at < 0) return false;
@@ -519,7 +467,7 @@ export function takeFreeBuffer(
  * @returns true when one is free
  */
 export function hasFreeBuffer(bm: BufferManagerInternals, size: number, usage: number): boolean {
-  return (bm.freeBuffers.get(`${size}_${usage}`)?.length ?? 0) > 0;
+  return (bm.freeBuffers.get(poolKey(size, usage))?.length ?? 0) > 0;
 }
 
 /** WGSL alignment of a uniform field of `n` 32-bit words, as tfjs's `makeUniforms` uses it. */

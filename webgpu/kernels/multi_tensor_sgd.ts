@@ -29,7 +29,7 @@ import { type MultiTensorKernel, runMultiTensor } from "./multi_tensor.ts";
 const stats = counters.group("sgd", { calls: 0, dispatches: 0 });
 
 /** What the SGD shader depends on. */
-export interface SgdKernelParams {
+interface SgdKernelParams {
   /** Momentum on (items `[param, buffer, grad]`, else `[param, grad]`). */
   momentum: boolean;
   /** The first step (the buffer is set to the direction). */
@@ -41,7 +41,7 @@ export interface SgdKernelParams {
 }
 
 /** The SGD update, `p = (lr, momentum, wd, 1 - dampening)` per item. */
-export const SGD_KERNEL: MultiTensorKernel<SgdKernelParams> = {
+const SGD_KERNEL: MultiTensorKernel<SgdKernelParams> = {
   name: "sgd",
   accesses: (k) => k.momentum ? ["read_write", "read_write", "read"] : ["read_write", "read"],
   body: (k, t, type) => {
@@ -71,20 +71,17 @@ function sgdParams(h: SgdHyper, first: boolean): SgdKernelParams {
 }
 
 /**
- * One in-place SGD update of every slot on the webgpu backend (see the module doc). Buffers made
- * for slots without one are returned, in slot order (`null` where a slot had one or momentum is
- * off); they are new variables the caller keeps.
+ * One in-place SGD update of every slot on the webgpu backend (see the module doc): the
+ * `sgdStep` extension of `ops/extensions.ts`. Buffers made for slots without one are returned,
+ * in slot order (`null` where a slot had one or momentum is off); they are new variables the
+ * caller keeps.
  *
- * @param backend the webgpu backend
  * @param slots parameters, gradients and buffers
  * @param h hyperparameters
  * @returns the new buffers, by slot
  */
-export function sgdStepInPlace(
-  backend: WebGPUBackend,
-  slots: readonly SgdSlot[],
-  h: SgdHyper,
-): (tf.Variable | null)[] {
+export function multiTensorSgd(slots: readonly SgdSlot[], h: SgdHyper): (tf.Variable | null)[] {
+  const backend = tf.backend() as WebGPUBackend;
   const params = [h.lr, h.momentum, h.weightDecay, 1 - h.dampening];
   const withMomentum = h.momentum !== 0;
   const made: (tf.Variable | null)[] = [];

@@ -5,7 +5,6 @@
 import * as rv from "./regnet-vision.js";
 
 const $ = (id) => document.getElementById(id);
-const { tf } = rv;
 
 /**
  * RGB bytes (HWC) of a photo resized to `size` x `size` as `deno task predict` and the data
@@ -85,7 +84,8 @@ async function onFiles(model, run, files) {
       const [p] = await classify(model, run, await rgbOf(file, run.imageSize), 1, 3);
       text.textContent = `${file.name}: ` +
         p.classes.map((c, i) => `${run.classes[c]} ${(100 * p.probabilities[i]).toFixed(1)}%`)
-          .join(", ") + ` (${(performance.now() - t0).toFixed(0)} ms)`;
+          .join(", ") +
+        ` (${(performance.now() - t0).toFixed(0)} ms)`;
       li.dataset.top1 = run.classes[p.classes[0]];
     } catch (e) {
       text.textContent = `${file.name}: ${e.message}`;

@@ -198,7 +198,10 @@ Deno.test({
             `${name}: ${got.backend.backend} on "${got.backend.adapter}", ` +
               `${((performance.now() - t0) / 1000).toFixed(1)} s in the page; logits ` +
               `${relativeError(got.logits, ref.logits).toExponential(2)}, loss ` +
-              `${got.loss} vs ${ref.loss}, state ${got.worst.toExponential(2)} (${got.worstName})`,
+              `${got.loss} vs ${ref.loss}, state ${
+                got.whole.toExponential(2)
+              } (L2), worst tensor ` +
+              `${got.worst.toExponential(2)} (${got.worstName})`,
           );
           assert.equal(got.backend.backend, "webgpu");
           assert.deepEqual(got.gpuErrors, []);

@@ -70,6 +70,53 @@ export function quietDisplayProbe(): void {
   Deno.env.set("XDG_RUNTIME_DIR", NO_DISPLAY_RUNTIME_DIR);
 }
 
+/** The variable through which Deno's WebGPU takes the wgpu backends to start. */
+export const WGPU_BACKEND_VARIABLE = "DENO_WEBGPU_BACKEND";
+
+/** A module for a throwaway worker: does a Vulkan-only wgpu instance find an adapter? */
+const VULKAN_PROBE = "data:text/javascript," + encodeURIComponent(
+  "const a = await navigator.gpu.requestAdapter(); postMessage(a !== null); close();",
+);
+
+/**
+ * Keeps Deno's WebGPU off OpenGL where Vulkan works (Linux). When a Deno runtime first asks for
+ * an adapter, wgpu starts every backend it has, OpenGL through EGL as well as Vulkan, though it
+ * then hands out the Vulkan adapter. libglvnd's libEGL keeps state for each thread that called
+ * EGL, and at process exit its destructor and the exiting threads free that state in a race:
+ * `free(): invalid pointer` (or `corrupted size vs. prev_size in fastbins`) and SIGABRT after all
+ * the work is done. Seen in about 1 of 15 processes that start 60 runtimes (a test suite starts
+ * one per test file), never with Vulkan alone (`bench/egl_exit_race.sh` reproduces it; the core
+ * dumps end in libEGL's destructor and in a thread's TSD cleanup).
+ *
+ * So, on Linux, where `DENO_WEBGPU_BACKEND` is unset (or empty) and this process may read and set it (the
+ * tasks give `--allow-env=...,DENO_WEBGPU_BACKEND`), a throwaway worker asks a Vulkan-only
+ * instance for an adapter; if it gets one, the variable is set to `vulkan` for the whole process
+ * (later runtimes and child processes too). Where Vulkan finds none (a machine with Mesa's
+ * OpenGL driver only), or the variable was set by the user, nothing changes.
+ */
+export async function vulkanWhereItWorks(): Promise<void> {
+  if (typeof Deno === "undefined" || Deno.build.os !== "linux") return;
+  const env = { name: "env", variable: WGPU_BACKEND_VARIABLE } as const;
+  if (Deno.permissions.querySync(env).state !== "granted") return;
+  if (Deno.env.get(WGPU_BACKEND_VARIABLE)) return;
+  Deno.env.set(WGPU_BACKEND_VARIABLE, "vulkan");
+  let found = false;
+  try {
+    const worker = new Worker(VULKAN_PROBE, { type: "module" });
+    found = await new Promise<boolean>((resolve) => {
+      worker.onmessage = (e) => resolve(e.data === true);
+      worker.onerror = (e) => {
+        e.preventDefault();
+        resolve(false);
+      };
+    });
+    worker.terminate();
+  } catch {
+    // No worker here (permissions, an embedder): wgpu keeps all its backends.
+  }
+  if (!found) Deno.env.delete(WGPU_BACKEND_VARIABLE);
+}
+
 /** The message of `dataSync()` / `arraySync()` on a GPU tensor where they cannot work. */
 export const SYNC_READ_MESSAGE =
   "dataSync()/arraySync() cannot read a tensor held on the GPU with Deno's WebGPU (tfjs reads " +
@@ -81,6 +128,7 @@ export async function probeAdapter(): Promise<{ name: string; fallback: boolean 
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
   quietDisplayProbe();
+  await vulkanWhereItWorks();
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };

@@ -77,3 +77,48 @@ Deno.test("starting the backend prints no error line when XDG_RUNTIME_DIR is uns
   // A session's own runtime folder is kept.
   assert.match(dec.decode(session.stdout), /^XDG_RUNTIME_DIR=\/tmp\/a-session$/m);
 });
+
+Deno.test({
+  name: "the adapter probe keeps wgpu off OpenGL (EGL) where Vulkan works, and only there",
+  ignore: Deno.build.os !== "linux" || (await probeAdapter()) === null,
+  async fn() {
+    const script = new URL("./support/wgpu_backends.ts", import.meta.url).pathname;
+    const run = async (env: Record<string, string>) => {
+      const out = await new Deno.Command("deno", {
+        // Deno lets only a process with every permission read /proc/self/maps, where the probe
+        // sees which libraries are loaded; the probe script does nothing else.
+        args: ["run", "--no-prompt", "--allow-all", script],
+        // Empty (as unset) in the child unless given: the parent may have set it already.
+        env: { DENO_WEBGPU_BACKEND: "", ...env },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      return JSON.parse(text.trim().split("\n").at(-1)!) as {
+        adapter: string | null;
+        variable: string | null;
+        egl: boolean;
+      };
+    };
+    // Whether Vulkan alone gives an adapter here, asked independently of the probe.
+    const vulkanWorks = (await run({ DENO_WEBGPU_BACKEND: "vulkan" })).adapter !== null;
+    const auto = await run({});
+    if (vulkanWorks) {
+      // The process runs on Vulkan alone, and libEGL is never loaded.
+      assert.equal(auto.variable, "vulkan");
+      assert.ok(auto.adapter, "an adapter through Vulkan");
+      assert.equal(auto.egl, false, "libEGL loaded though Vulkan works");
+      // Vulkan hidden (as on a machine with Mesa's OpenGL driver only): all backends stay.
+      const glOnly = await run({ VK_ICD_FILENAMES: "/nonexistent.json" });
+      assert.equal(glOnly.variable, null);
+    } else {
+      // No Vulkan driver here (OpenGL only): nothing was forced.
+      assert.equal(auto.variable, null);
+    }
+    // A choice of the user's is kept.
+    const chosen = await run({ DENO_WEBGPU_BACKEND: "gl" });
+    assert.equal(chosen.variable, "gl");
+  },
+});

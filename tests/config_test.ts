@@ -26,13 +26,14 @@ Deno.test("deno.json declares the suite's permissions, scoped, and the files it 
     write: [".test-tmp"],
     net: ["127.0.0.1"],
     // The browser tests start the system's Chromium (tests/support/chromium.ts); puppeteer-core
-    // reads the variables after XDG_RUNTIME_DIR.
+    // reads the variables after DENO_WEBGPU_BACKEND (backend/backend.ts vulkanWhereItWorks).
     run: ["deno", "/usr/bin/chromium-headless-shell"],
     env: [
       "DENO_DIR",
       "HOME",
       "XDG_CACHE_HOME",
       "XDG_RUNTIME_DIR",
+      "DENO_WEBGPU_BACKEND",
       "WS_NO_BUFFER_UTIL",
       "PUPPETEER_TEST_EXPERIMENTAL_CHROME_FEATURES",
       "PUPPETEER_DANGEROUS_NO_SANDBOX",

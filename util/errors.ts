@@ -23,14 +23,14 @@ export class UserError extends Error {
 export const TASK_PERMISSIONS: Record<string, { write: string; rest: string }> = {
   "train.ts": {
     write: "runs,data",
-    rest: "--allow-net=www.cs.toronto.edu --allow-env=XDG_RUNTIME_DIR",
+    rest: "--allow-net=www.cs.toronto.edu --allow-env=XDG_RUNTIME_DIR,DENO_WEBGPU_BACKEND",
   },
   "eval.ts": {
     write: "runs,data",
-    rest: "--allow-net=www.cs.toronto.edu --allow-env=XDG_RUNTIME_DIR",
+    rest: "--allow-net=www.cs.toronto.edu --allow-env=XDG_RUNTIME_DIR,DENO_WEBGPU_BACKEND",
   },
   "export.ts": { write: "runs", rest: "" },
-  "predict.ts": { write: "runs", rest: "--allow-env=XDG_RUNTIME_DIR" },
+  "predict.ts": { write: "runs", rest: "--allow-env=XDG_RUNTIME_DIR,DENO_WEBGPU_BACKEND" },
 };
 
 /**

@@ -9,7 +9,7 @@
 import { dirname, join } from "node:path";
 import { tf } from "./deps.ts";
 import { initBackend } from "./backend/backend.ts";
-import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
+import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./models/onnx.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict, saveWeights } from "./models/weights.ts";
 import { saveLayersModel } from "./models/tfjs_io.ts";

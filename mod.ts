@@ -55,7 +55,7 @@ export { loadLayersModel, saveLayersModel } from "./models/tfjs_io.ts";
 export { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "./models/layers.ts";
 export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/safetensors.ts";
 export { isZipArchive, parsePth, type PthContents } from "./io/pth.ts";
-export { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
+export { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./models/onnx.ts";
 export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
 export { GraphedEvalStep, GraphedTrainStep, type GraphStats } from "./training/graphed.ts";

@@ -30,6 +30,7 @@ function permissionsOf(command: string): Record<string, true | string[]> {
 
 interface DenoJson {
   tasks: Record<string, string>;
+  allowScripts?: { deny?: string[] };
   test?: { include?: string[]; permissions?: Record<string, unknown> };
 }
 
@@ -70,6 +71,9 @@ Deno.test("deno.json declares the suite's permissions, scoped, and the files it 
     if (hasTs) assert.ok(include.includes(`${e.name}/`), `test.include lists ${e.name}/`);
   }
   assert.ok(include.includes("mod.ts"));
+  // npm install scripts we never run (there is no node_modules folder to run them in), denied by
+  // name so that a first run on a fresh cache prints no "Ignored build scripts" box.
+  assert.deepEqual(config.allowScripts?.deny, ["npm:core-js", "npm:protobufjs"]);
   // The task is `deno test --doc` with the same permissions as flags (no `-P`: no warning).
   assert.match(config.tasks.test, /^deno test (--allow-\S+ )+--doc$/);
   assert.deepEqual(permissionsOf(config.tasks.test), perms);

@@ -28,9 +28,12 @@ export {
   type InitBackendOptions,
 } from "./backend/backend.ts";
 export {
+  canonicalModelName,
   countParams,
   createModel,
   type CreateModelOptions,
+  MODEL_ALIASES,
+  MODEL_CHOICES,
   MODEL_NAMES,
   type ModelName,
   MODELS,

@@ -9,4 +9,4 @@
  */
 import "./models_parity_test.ts";
 import "./kernels_conv_test.ts";
-import "./training_graphed_test.ts";
+import "./training_captured_test.ts";

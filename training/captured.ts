@@ -16,9 +16,9 @@
  */
 import { tf } from "../deps.ts";
 import {
+  type Capture,
+  type CaptureExtension,
   provided,
-  type StepCapturer,
-  type StepRecording,
   throwIfDeviceFailed,
 } from "../ops/extensions.ts";
 import { inPlaceSgdAvailable } from "../ops/sgd.ts";
@@ -45,7 +45,7 @@ const MAX_RECORDINGS = 2;
 interface Graph {
   /** The hyperparameters and state buffers it was recorded with. */
   rest: string;
-  recording: StepRecording;
+  recording: Capture;
   /** The graph's copies of the inputs, which each replay fills. */
   inputs: tf.Tensor[];
   /** The captured step's outputs, which each replay overwrites. */
@@ -134,7 +134,7 @@ abstract class CapturedStep {
   }
 
   /** The backend's capturer, when the step can be captured now. */
-  #capturer(): StepCapturer | null {
+  #capturer(): CaptureExtension | null {
     const capturer = provided("capture");
     if (capturer === null || !capturer.ready()) return null;
     if (!inPlaceSgdAvailable() || !inPlaceRunningStatsAvailable()) return null;
@@ -142,7 +142,7 @@ abstract class CapturedStep {
   }
 
   #capture(
-    capturer: StepCapturer,
+    capturer: CaptureExtension,
     given: tf.Tensor[],
     key: string,
     rest: string,
@@ -178,7 +178,7 @@ abstract class CapturedStep {
   }
 
   #replay(
-    capturer: StepCapturer,
+    capturer: CaptureExtension,
     g: Graph,
     inputs: tf.Tensor[],
     state: tf.Tensor[],

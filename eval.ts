@@ -10,7 +10,7 @@ import { tf } from "./deps.ts";
 import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
 import { DATASET_NAMES, type DatasetName, loadDataset } from "./data/load.ts";
 import { takeFirst } from "./data/dataset.ts";
-import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
+import { createModel, MODEL_CHOICES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict } from "./models/weights.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
 import { RUN_FILES } from "./run/records.ts";
@@ -30,7 +30,7 @@ import { requireWrite, UserError } from "./util/errors.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
-  "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
+  "model": { kind: "choice", choices: MODEL_CHOICES, help: "model (with --weights)" },
   "weights": { kind: "string", help: "weights with PyTorch names: safetensors or a .pth" },
   "dataset": { kind: "choice", choices: DATASET_NAMES, help: "dataset (default cifar10)" },
   "data": { kind: "string", help: "data folder; without it CIFAR is downloaded into data/" },

@@ -9,8 +9,8 @@
 import { dirname, join } from "node:path";
 import { tf } from "./deps.ts";
 import { initBackend } from "./backend/backend.ts";
-import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
-import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
+import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./models/onnx.ts";
+import { createModel, MODEL_CHOICES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict, saveWeights } from "./models/weights.ts";
 import { saveLayersModel } from "./models/tfjs_io.ts";
 import { headRows } from "./run/records.ts";
@@ -24,7 +24,7 @@ const EXTENSION = { onnx: ".onnx", safetensors: ".safetensors", tfjs: "-tfjs" } 
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, classes, input size and best weights" },
-  "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
+  "model": { kind: "choice", choices: MODEL_CHOICES, help: "model (with --weights)" },
   "weights": { kind: "string", help: "weights with PyTorch names: safetensors or a .pth" },
   "input-size": { kind: "int", help: "image size of the exported input (default: the run's)" },
   "format": { kind: "choice", choices: FORMATS, help: "what to write (default onnx)" },

@@ -28,9 +28,12 @@ export {
   type InitBackendOptions,
 } from "./backend/backend.ts";
 export {
+  canonicalModelName,
   countParams,
   createModel,
   type CreateModelOptions,
+  MODEL_ALIASES,
+  MODEL_CHOICES,
   MODEL_NAMES,
   type ModelName,
   MODELS,
@@ -55,10 +58,25 @@ export { loadLayersModel, saveLayersModel } from "./models/tfjs_io.ts";
 export { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "./models/layers.ts";
 export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/safetensors.ts";
 export { isZipArchive, parsePth, type PthContents } from "./io/pth.ts";
-export { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./io/onnx.ts";
+export { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./models/onnx.ts";
 export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
-export { GraphedEvalStep, GraphedTrainStep, type GraphStats } from "./training/graphed.ts";
+export { CapturedEvalStep, CapturedTrainStep, type CaptureStats } from "./training/captured.ts";
+import {
+  CapturedEvalStep as CapturedEval,
+  CapturedTrainStep as CapturedTrain,
+  type CaptureStats as Stats,
+} from "./training/captured.ts";
+/** @deprecated Renamed {@link CapturedTrainStep}; this name goes in the next release. */
+export const GraphedTrainStep = CapturedTrain;
+/** @deprecated Renamed {@link CapturedTrainStep}; this name goes in the next release. */
+export type GraphedTrainStep = CapturedTrain;
+/** @deprecated Renamed {@link CapturedEvalStep}; this name goes in the next release. */
+export const GraphedEvalStep = CapturedEval;
+/** @deprecated Renamed {@link CapturedEvalStep}; this name goes in the next release. */
+export type GraphedEvalStep = CapturedEval;
+/** @deprecated Renamed {@link CaptureStats}; this name goes in the next release. */
+export type GraphStats = Stats;
 export { UserError } from "./util/errors.ts";
 export {
   type Batch,

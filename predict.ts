@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import { tf } from "./deps.ts";
 import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
 import { DATASET_NAMES } from "./data/load.ts";
-import { createModel, MODEL_NAMES, modelSpec } from "./models/registry.ts";
+import { createModel, MODEL_CHOICES, modelSpec } from "./models/registry.ts";
 import { assignStateDict, readStateDict } from "./models/weights.ts";
 import { renderPredictionGrid } from "./report/grid.ts";
 import { formatPredictionTable, type PredictionRow, predictionsCsv } from "./report/predictions.ts";
@@ -23,7 +23,7 @@ import { requireWrite, UserError } from "./util/errors.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, classes, input size and best weights" },
-  "model": { kind: "choice", choices: MODEL_NAMES, help: "model (with --weights)" },
+  "model": { kind: "choice", choices: MODEL_CHOICES, help: "model (with --weights)" },
   "weights": { kind: "string", help: "weights with PyTorch names: safetensors or a .pth" },
   "classes": { kind: "string", help: "class names a,b,c (default: the run's, else class 0, ...)" },
   "dataset": {

@@ -6,7 +6,7 @@
  */
 import { BACKEND_NAMES, initBackend } from "./backend/backend.ts";
 import { DATASET_NAMES } from "./data/load.ts";
-import { MODEL_NAMES } from "./models/registry.ts";
+import { MODEL_CHOICES } from "./models/registry.ts";
 import { type FlagSpec, type FlagValues, helpText, parseFlags, runCli } from "./cli/args.ts";
 import { resolveConfig, type TrainConfig } from "./training/config.ts";
 import { resumedConfig, train } from "./training/loop.ts";
@@ -15,7 +15,7 @@ import { UserError } from "./util/errors.ts";
 const FLAGS: Record<string, FlagSpec> = {
   "model": {
     kind: "choice",
-    choices: MODEL_NAMES,
+    choices: MODEL_CHOICES,
     help: "model to train (required unless --resume)",
   },
   "dataset": { kind: "choice", choices: DATASET_NAMES, help: "dataset (default cifar10)" },
@@ -75,7 +75,7 @@ runCli(async () => {
   }
   const resume = values["resume"] as string | undefined;
   if (!values["model"] && !resume) {
-    throw new UserError(`--model is required; valid models: ${MODEL_NAMES.join(", ")}`);
+    throw new UserError(`--model is required; valid models: ${MODEL_CHOICES.join(", ")}`);
   }
   const config = resume
     ? await resumedConfig(resume, values["epochs"] as number | undefined)

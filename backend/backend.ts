@@ -152,6 +152,31 @@ export async function hasHardwareGpu(): Promise<boolean> {
   return probe !== null && !probe.fallback;
 }
 
+/** tfjs's priority of its cpu backend (`registerBackend("cpu", ..., 1)` in tfjs-backend-cpu). */
+const CPU_PRIORITY = 1;
+
+/**
+ * Every cpu backend of this process starts quiet ({@link quietCpuBackend}: no advice to install
+ * tfjs-node), the one already made and the one tfjs makes later, when a test or a user switches
+ * with `tf.setBackend("cpu")` after {@link initBackend}. Uses tfjs's public backend registry.
+ */
+function quietCpuBackends(): void {
+  const made = tf.findBackend("cpu");
+  if (made) return quietCpuBackend(made);
+  const make = tf.findBackendFactory("cpu");
+  if (make === null || quietFactories.has(make)) return;
+  const quiet = () => {
+    const backend = make();
+    if (backend instanceof Promise) return backend.then((b) => (quietCpuBackend(b), b));
+    quietCpuBackend(backend);
+    return backend;
+  };
+  quietFactories.add(quiet);
+  tf.removeBackend("cpu");
+  tf.registerBackend("cpu", quiet, CPU_PRIORITY);
+}
+const quietFactories = new WeakSet<object>();
+
 /**
  * Sets the tfjs backend: `webgpu` by default, falling back to `cpu` with a message when Deno
  * offers no WebGPU adapter. Reports the choice in one line.
@@ -166,6 +191,7 @@ export async function hasHardwareGpu(): Promise<boolean> {
  * ```
  */
 export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
+  quietCpuBackends();
   const wanted = options.backend ?? "webgpu";
   const log = options.log === undefined ? (line: string) => console.error(line) : options.log;
   if (!(BACKEND_NAMES as readonly string[]).includes(wanted)) {
@@ -191,7 +217,6 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   }
   await tf.setBackend("cpu");
   await tf.ready();
-  quietCpuBackend(tf.backend());
   if (wanted === "cpu") log?.("backend: cpu (tfjs cpu backend)");
   return { backend: "cpu", adapter: "cpu", fallbackAdapter: false };
 }

@@ -12,7 +12,7 @@
 #        OUT (folder for gpu_run.jsonl and gpu_run.log; GPU_RUN_DIR when unset),
 #        RESNET_BATCHES (64,512), REGNET_BATCHES (64), REGNET_SIZE (224),
 #        ALLOW_FALLBACK=1 (run the Deno bench on a software adapter too: for a dry run),
-#        GPU_TESTS (1: also run the bundled GPU tests, bench/gpu_tests.ts), GPU_TESTS_TIMEOUT (240)
+#        GPU_TESTS (1: also run the bundled GPU tests, tests/gpu_suite.ts), GPU_TESTS_TIMEOUT (240)
 # Output: the JSON lines of both benches, then a table (also saved to $OUT/gpu_run.jsonl), then
 # the last lines of the GPU tests.
 set -uo pipefail
@@ -152,7 +152,7 @@ EOF
 
 # --- Tests on this GPU ----------------------------------------------------------------------------
 # PyTorch parity of every model on the GPU's kernels, the fast convolutions against tfjs's, and
-# replayed steps against eager ones (bench/gpu_tests.ts, bundled by prepare_gpu.sh).
+# replayed steps against eager ones (tests/gpu_suite.ts, bundled by prepare_gpu.sh).
 if [[ $have_gpu == 1 && ${GPU_TESTS:-1} == 1 && -s $src/gpu_tests.js ]]; then
   say "run: deno test $src/gpu_tests.js"
   timeout "${GPU_TESTS_TIMEOUT:-240}" "$deno" test --allow-read=. "$src/gpu_tests.js" \

@@ -12,7 +12,7 @@ import { BACKEND_NAMES, type BackendName, initBackend } from "../backend/backend
 import { createModel, MODEL_NAMES, modelSpec } from "../models/registry.ts";
 import { SGD } from "../training/sgd.ts";
 import { evalBatch, trainBatch } from "../training/step.ts";
-import { GraphedEvalStep, GraphedTrainStep } from "../training/graphed.ts";
+import { CapturedEvalStep, CapturedTrainStep } from "../training/captured.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -62,7 +62,7 @@ async function measure(
   const opt = new SGD({ lr: 0.01, momentum: 0.9, weightDecay: 1e-4 });
   const x = tf.randomNormal([batch, inputSize, inputSize, 3]) as tf.Tensor4D;
   const y = tf.randomUniform([batch], 0, 10, "int32") as tf.Tensor1D;
-  const graph = eager ? null : new GraphedTrainStep(model, opt);
+  const graph = eager ? null : new CapturedTrainStep(model, opt);
   let hostMs = 0;
   // A host read of every step's loss, as the training loop does it: issued right after the
   // step, awaited after the next step is recorded.
@@ -86,7 +86,7 @@ async function measure(
     trainSeconds = (performance.now() - t0) / 1000;
   });
   const dispatches = total / steps;
-  const evalGraph = eager ? null : new GraphedEvalStep(model);
+  const evalGraph = eager ? null : new CapturedEvalStep(model);
   const infer = async () => {
     const r = evalGraph ? evalGraph.run(x, y) : tf.tidy(() => evalBatch(model, x, y));
     await r.logits.data();

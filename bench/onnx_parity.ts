@@ -10,11 +10,11 @@
 import { tf } from "../deps.ts";
 import { ort } from "../dev_deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { exportOnnx } from "../io/onnx.ts";
+import { exportOnnx } from "../models/onnx.ts";
 import type { SafeTensor } from "../io/safetensors.ts";
 import { createModel } from "../models/registry.ts";
 import { assignStateDict, stateEntries, torchShape } from "../models/weights.ts";
-import { detInput, detStateValue, nchwToNhwc } from "../tests/support/det.ts";
+import { detInput, detStateValue, nchwToNhwc } from "./det.ts";
 
 const backend = (Deno.args[0] ?? "webgpu") as "webgpu" | "cpu";
 const info = await initBackend({ backend, log: null });

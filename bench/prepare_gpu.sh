@@ -3,7 +3,7 @@
 # (see ../shared/notes/gpu-box.md), all under bench/out/ (git-ignored):
 #   bench/out/deno.xz   this Deno binary, xz-compressed (about 31 MB)
 #   bench/out/app.js    `deno bundle` of bench.ts: one file with tfjs inside (about 4 MB)
-#   bench/out/gpu_tests.js, fixtures/   `deno bundle` of bench/gpu_tests.ts and its fixtures
+#   bench/out/gpu_tests.js, fixtures/   `deno bundle` of tests/gpu_suite.ts and its fixtures
 #   bench/out/debs/     Debian's Vulkan loader and GL/EGL dispatch libraries, for boxes without them
 # then runs the bundle once here as a smoke test.
 #
@@ -20,9 +20,9 @@ if [[ ! -s $out/deno.xz || $deno_bin -nt $out/deno.xz ]]; then
   mv "$out/deno.xz.partial" "$out/deno.xz"
 fi
 
-echo "prepare: bundling bench.ts and the GPU tests (bench/gpu_tests.ts)"
+echo "prepare: bundling bench.ts and the GPU tests (tests/gpu_suite.ts)"
 deno bundle --quiet --platform deno -o "$out/app.js" bench.ts
-deno bundle --quiet --platform deno -o "$out/gpu_tests.js" bench/gpu_tests.ts
+deno bundle --quiet --platform deno -o "$out/gpu_tests.js" tests/gpu_suite.ts
 # The parity test reads its fixtures next to the bundle.
 mkdir -p "$out/fixtures"
 cp tests/fixtures/*.json "$out/fixtures/"

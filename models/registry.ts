@@ -70,12 +70,36 @@ export const MODELS: Readonly<Record<ModelName, ModelSpec>> = {
   "regnet800mf": regnet("regnet800mf", "torchvision's regnet_y_800mf"),
 };
 
-/** The zoo entry of `name`, or a one-line error listing the valid names. */
+/** torchvision's names of our models, taken everywhere a model name is (CLI flags, {@link createModel}). */
+export const MODEL_ALIASES: Readonly<Record<string, ModelName>> = {
+  "regnet_y_400mf": "regnet400mf",
+  "regnet_y_800mf": "regnet800mf",
+};
+
+/** Every name a model may be given by: {@link MODEL_NAMES}, then torchvision's {@link MODEL_ALIASES}. */
+export const MODEL_CHOICES: readonly string[] = [...MODEL_NAMES, ...Object.keys(MODEL_ALIASES)];
+
+/**
+ * Our name of a model given by our name or torchvision's, or a one-line error listing the valid
+ * names.
+ *
+ * @param name `regnet400mf`, `regnet_y_400mf`, ...
+ * @returns the name in {@link MODEL_NAMES}
+ * @example
+ * ```ts
+ * import { canonicalModelName } from "./registry.ts";
+ * canonicalModelName("regnet_y_400mf"); // "regnet400mf"
+ * ```
+ */
+export function canonicalModelName(name: string): ModelName {
+  if (Object.hasOwn(MODELS, name)) return name as ModelName;
+  if (Object.hasOwn(MODEL_ALIASES, name)) return MODEL_ALIASES[name];
+  throw new UserError(`unknown model "${name}"; valid models: ${MODEL_CHOICES.join(", ")}`);
+}
+
+/** The zoo entry of `name` (ours or torchvision's), or a one-line error listing the valid names. */
 export function modelSpec(name: string): ModelSpec {
-  if (!Object.hasOwn(MODELS, name)) {
-    throw new UserError(`unknown model "${name}"; valid models: ${MODEL_NAMES.join(", ")}`);
-  }
-  return MODELS[name as ModelName];
+  return MODELS[canonicalModelName(name)];
 }
 
 /** Options of {@link createModel}. */
@@ -95,7 +119,7 @@ export interface CreateModelOptions {
 /**
  * Builds a model of the zoo with fresh weights (PyTorch's initialization schemes).
  *
- * @param name one of {@link MODEL_NAMES}
+ * @param name one of {@link MODEL_NAMES}, or torchvision's name ({@link MODEL_ALIASES})
  * @param options classes, input size and seed
  * @returns a tfjs LayersModel: NHWC images normalized with mean 0.5 and std 0.5 in, logits out
  * @example
@@ -118,7 +142,7 @@ export function createModel(name: string, options: CreateModelOptions = {}): tf.
   if (!Number.isInteger(inputSize) || inputSize < 8) {
     throw new UserError(`inputSize: expected an integer of at least 8, got ${inputSize}`);
   }
-  return spec.build({ numClasses, inputSize, name, seed: options.seed });
+  return spec.build({ numClasses, inputSize, name: canonicalModelName(name), seed: options.seed });
 }
 
 /**

@@ -11,8 +11,8 @@ import { tf } from "../deps.ts";
 import type { SgdHyper, SgdSlot } from "./sgd.ts";
 import type { RunningStatsSlot } from "./batchnorm.ts";
 
-/** Records a step once and replays it (the WebGPU counterpart of a CUDA graph). */
-export interface StepCapturer {
+/** Step capture and replay: captures a step once, replays it after (as CUDA graphs do). */
+export interface CaptureExtension {
   /** Whether a capture can run now (the backend's conditions). */
   ready(): boolean;
   /**
@@ -21,7 +21,7 @@ export interface StepCapturer {
    */
   capture<T>(fn: () => T, state: readonly tf.TensorInfo[]): {
     result: T;
-    recording: StepRecording | null;
+    recording: Capture | null;
     reason: string | null;
   };
   /** A new tensor with `t`'s values in storage of its own. */
@@ -34,8 +34,8 @@ export interface StepCapturer {
   id(obj: object): number;
 }
 
-/** A recorded step. */
-export interface StepRecording {
+/** A captured step, replayed by `replay()`. */
+export interface Capture {
   /** Dispatches per replay. */
   readonly dispatches: number;
   /** Runs the recorded work again. */
@@ -51,7 +51,7 @@ export interface Extensions {
   /** BatchNorm's running averages of many layers, in place (and their batch counters). */
   runningStats: (slots: readonly RunningStatsSlot[]) => boolean;
   /** Step capture and replay. */
-  capture: StepCapturer;
+  capture: CaptureExtension;
   /**
    * The first device error since the last call (a shader that failed to compile, a validation
    * error, out of memory), then forgotten, or the loss of the device (reported from then on);

@@ -54,7 +54,7 @@ Deno.test({
   },
 });
 
-Deno.test("starting the backend prints no error line when XDG_RUNTIME_DIR is unset", async () => {
+Deno.test("starting the backend prints no error line when XDG_RUNTIME_DIR is unset, nor tfjs's advice", async () => {
   const script = new URL("./support/quiet_backend.ts", import.meta.url).pathname;
   // An empty XDG_RUNTIME_DIR is what libwayland calls invalid, as it does an unset one.
   const run = (xdg: string) =>
@@ -73,6 +73,9 @@ Deno.test("starting the backend prints no error line when XDG_RUNTIME_DIR is uns
     assert.match(stdout, /^backend: /m);
     assert.match(stdout, /^backend (webgpu|cpu): 1,4,9$/m);
     assert.doesNotMatch(stderr, /error/i, `${what}: stderr has an error line:\n${stderr}`);
+    assert.match(stdout, /^then cpu: 4,5$/m);
+    // tfjs's cpu backend advises tfjs-node on its first write when it sees Node.js APIs.
+    assert.doesNotMatch(stdout + stderr, /TensorFlow\.js in Node\.js/, `${what}: tfjs's advice`);
   }
   // A session's own runtime folder is kept.
   assert.match(dec.decode(session.stdout), /^XDG_RUNTIME_DIR=\/tmp\/a-session$/m);

@@ -23,7 +23,7 @@ import { createModel } from "../models/registry.ts";
 import { batchNormTraining } from "../ops/batchnorm.ts";
 import { conv2d as opsConv2d } from "../ops/conv.ts";
 import { squeezeExcitation } from "../ops/squeeze_excite.ts";
-import { GraphedTrainStep } from "../training/graphed.ts";
+import { CapturedTrainStep } from "../training/captured.ts";
 import { SGD } from "../training/sgd.ts";
 import { evalBatch, trainStep } from "../training/step.ts";
 import { Rng } from "../util/rng.ts";
@@ -158,7 +158,7 @@ async function kernelCases(rng: Rng): Promise<void> {
 const MODELS = ["resnet20", "resnet20-convgru", "regnet400mf"];
 
 /**
- * A training step, an evaluation batch and three graphed steps (eager, capture, replay) of each
+ * A training step, an evaluation batch and three captured steps (eager, capture, replay) of each
  * model, on 32x32 images, batch 1 (the `cpu` profile's register GEMMs stay 4-row blocks, which
  * compile in well under a second on SwiftShader).
  */
@@ -171,13 +171,13 @@ async function modelSteps(rng: Rng): Promise<void> {
     const e = evalBatch(model, x, y);
     await e.lossSum.data();
     tf.dispose([e.logits, e.lossSum, e.correct]);
-    const graphed = new GraphedTrainStep(model, opt);
+    const captured = new CapturedTrainStep(model, opt);
     for (let i = 0; i < 3; i++) {
-      const r = graphed.run(x, y);
+      const r = captured.run(x, y);
       await r.loss.data();
       tf.dispose([r.loss, r.correct]);
     }
-    graphed.dispose();
+    captured.dispose();
     tf.dispose([x, y]);
     model.dispose();
   }

@@ -15,7 +15,7 @@ import { initBackend } from "../backend/backend.ts";
 import { parseSafetensors } from "../io/safetensors.ts";
 import { createModel } from "../models/registry.ts";
 import { loadWeights, stateEntries, torchShape } from "../models/weights.ts";
-import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
+import { detInput, detStateValue, nchwToNhwc } from "../bench/det.ts";
 import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
 import { resolveConfig } from "../training/config.ts";
 import { train } from "../training/loop.ts";

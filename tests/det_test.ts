@@ -8,7 +8,7 @@ import {
   nchwToNhwc,
   numelOf,
   sampleIndices,
-} from "./support/det.ts";
+} from "../bench/det.ts";
 
 const MODELS = ["resnet20", "resnet20-convrnn", "resnet20-convgru", "regnet400mf"] as const;
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { tf, type WebGPUBackend } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
-import { GraphedTrainStep } from "../training/graphed.ts";
+import { CapturedTrainStep } from "../training/captured.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainStep } from "../training/step.ts";
 import { program, type ProgramKernel } from "../webgpu/kernels/declare.ts";
@@ -99,23 +99,23 @@ Deno.test({
       assert.ok(Number.isFinite(await trainStep(model, opt, x, y)), "a normal step after");
 
       // A replayed step: the error of the work before it stops the next one.
-      const graphed = new GraphedTrainStep(model, opt);
+      const captured = new CapturedTrainStep(model, opt);
       try {
         for (let i = 0; i < 3; i++) {
-          const r = graphed.run(x, y);
+          const r = captured.run(x, y);
           await r.loss.data();
           tf.dispose([r.loss, r.correct]);
         }
-        assert.ok(graphed.stats.replays >= 1, "replays");
+        assert.ok(captured.stats.replays >= 1, "replays");
         device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE });
         await new Promise((r) => setTimeout(r, 50));
-        assert.throws(() => graphed.run(x, y), /WebGPU validation error: /);
+        assert.throws(() => captured.run(x, y), /WebGPU validation error: /);
         // Nothing ran (the check comes first): the replays go on.
-        const r = graphed.run(x, y);
+        const r = captured.run(x, y);
         assert.ok(Number.isFinite((await r.loss.data())[0]), "a replayed step after");
         tf.dispose([r.loss, r.correct]);
       } finally {
-        graphed.dispose();
+        captured.dispose();
       }
     } finally {
       tf.dispose([x, y]);

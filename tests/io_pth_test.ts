@@ -11,7 +11,7 @@ import { loadWeights, stateDict, stateEntries, torchShape } from "../models/weig
 import { parsePth } from "../io/pth.ts";
 import { type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
 import { UserError } from "../util/errors.ts";
-import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
+import { detInput, detStateValue, nchwToNhwc } from "../bench/det.ts";
 import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
 
 // Loading does not depend on the backend; tfjs's cpu backend runs these models fastest here.

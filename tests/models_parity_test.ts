@@ -11,7 +11,7 @@ import { assignStateDict, stateDict, stateEntries } from "../models/weights.ts";
 import type { SafeTensor } from "../io/safetensors.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainBatch } from "../training/step.ts";
-import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
+import { detInput, detStateValue, nchwToNhwc } from "../bench/det.ts";
 
 interface Summary {
   shape: number[];

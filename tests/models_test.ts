@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
-import { countParams, createModel, MODEL_NAMES, modelSummary } from "../models/registry.ts";
+import {
+  canonicalModelName,
+  countParams,
+  createModel,
+  MODEL_CHOICES,
+  MODEL_NAMES,
+  MODELS,
+  modelSpec,
+  modelSummary,
+} from "../models/registry.ts";
+import { resolveConfig } from "../training/config.ts";
 import { REGNET_CONFIGS, regnetStages } from "../models/regnet.ts";
 import { ConvRecurrentCell } from "../models/layers.ts";
 import { loadWeights, saveWeights, stateDict } from "../models/weights.ts";
@@ -42,6 +52,24 @@ Deno.test("an unknown model is an error listing the valid names", () => {
   assert.throws(
     () => createModel("resnet21"),
     (e: Error) => e instanceof UserError && e.message.includes(MODEL_NAMES.join(", ")),
+  );
+});
+
+Deno.test("torchvision's names are taken beside ours, and stored as ours", () => {
+  assert.equal(canonicalModelName("regnet_y_400mf"), "regnet400mf");
+  assert.equal(canonicalModelName("resnet20"), "resnet20");
+  assert.equal(modelSpec("regnet_y_800mf"), MODELS.regnet800mf);
+  assert.equal(resolveConfig("regnet_y_400mf", {}).model, "regnet400mf");
+  assert.ok(MODEL_CHOICES.includes("regnet_y_400mf") && MODEL_CHOICES.includes("regnet_y_800mf"));
+  const model = createModel("regnet_y_400mf", { numClasses: 4, inputSize: 64 });
+  const ours = createModel("regnet400mf", { numClasses: 4, inputSize: 64 });
+  assert.equal(countParams(model), countParams(ours));
+  assert.equal(model.name, ours.name);
+  model.dispose();
+  ours.dispose();
+  assert.throws(
+    () => modelSpec("regnet_y_1_6gf"),
+    (e: Error) => e instanceof UserError && e.message.includes("regnet_y_400mf"),
   );
 });
 

@@ -16,7 +16,7 @@ import { train } from "../training/loop.ts";
 import { RUN_FILES } from "../run/records.ts";
 import { UserError } from "../util/errors.ts";
 import { cifarBytes, tempDir } from "./data_testutil.ts";
-import { detStateValue } from "./support/det.ts";
+import { detStateValue } from "../bench/det.ts";
 import { readPthFixture, readSkeleton, rebuildPth } from "./support/pth.ts";
 
 await initBackend({ log: null });

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
-import { GraphedTrainStep } from "../training/graphed.ts";
+import { CapturedTrainStep } from "../training/captured.ts";
 import { SGD } from "../training/sgd.ts";
 import { trainBatch } from "../training/step.ts";
 
@@ -29,7 +29,7 @@ Deno.test({
       const optA = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
       const optA2 = new SGD({ lr: 0.1, momentum: 0.9 }); // a second optimizer for one model
       const optB = new SGD({ lr: 0.1, momentum: 0.9 });
-      const graphB = new GraphedTrainStep(b, optB);
+      const graphB = new CapturedTrainStep(b, optB);
       try {
         for (let step = 0; step < 3; step++) {
           for (const [model, opt] of [[a, optA], [a, optA2]] as const) {

@@ -6,7 +6,7 @@
  */
 import type { BackendName } from "../backend/backend.ts";
 import type { DatasetName } from "../data/load.ts";
-import { type ModelFamily, modelSpec } from "../models/registry.ts";
+import { canonicalModelName, type ModelFamily, modelSpec } from "../models/registry.ts";
 import type { RunSettings } from "../run/records.ts";
 
 /**
@@ -100,7 +100,13 @@ export const PRESETS: Record<ModelFamily, Omit<TrainConfig, "model" | "dataset" 
 export function resolveConfig(model: string, overrides: Partial<TrainConfig>): TrainConfig {
   const preset = PRESETS[modelSpec(model).family];
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
-  return { ...preset, dataset: "cifar10", backend: "webgpu", ...defined, model } as TrainConfig;
+  return {
+    ...preset,
+    dataset: "cifar10",
+    backend: "webgpu",
+    ...defined,
+    model: canonicalModelName(model),
+  } as TrainConfig;
 }
 
 /**

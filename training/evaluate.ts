@@ -8,7 +8,7 @@ import { iterateBatches } from "../data/batches.ts";
 import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import type { ImageDataset } from "../data/dataset.ts";
 import { evalBatch } from "./step.ts";
-import { GraphedEvalStep } from "./graphed.ts";
+import { CapturedEvalStep } from "./captured.ts";
 
 /** What {@link evaluate} measured. */
 export interface Evaluation {
@@ -46,7 +46,7 @@ export async function evaluate(
     epoch: 0,
     inputSize: options.inputSize,
   });
-  const graph = options.eager ? null : new GraphedEvalStep(model);
+  const graph = options.eager ? null : new CapturedEvalStep(model);
   try {
     for await (const batch of batches) {
       const out = graph ? graph.run(batch.x, batch.y) : evalBatch(model, batch.x, batch.y);

@@ -27,7 +27,7 @@ import { learningRate, type TrainConfig } from "./config.ts";
 import { evaluate } from "./evaluate.ts";
 import { SGD } from "./sgd.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
-import { GraphedTrainStep } from "./graphed.ts";
+import { CapturedTrainStep } from "./captured.ts";
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -49,7 +49,7 @@ export interface TrainOptions {
   onStep?: (epoch: number, step: number) => void;
   /**
    * Run every step through tfjs, without capturing and replaying it on webgpu
-   * (`training/graphed.ts`; same results, more host work per step).
+   * (`training/captured.ts`; same results, more host work per step).
    */
   eager?: boolean;
   /** The backend started (`initBackend`'s answer), saved in `config.json`. */
@@ -216,7 +216,7 @@ interface TrainingStep {
 }
 
 /**
- * The training step: captured once and replayed (`graphed.ts`), which logs once each time it
+ * The training step: captured once and replayed (`captured.ts`), which logs once each time it
  * falls back to tfjs and why; or, with `eager`, tfjs's `trainBatch` every time.
  */
 function chooseStep(
@@ -226,7 +226,7 @@ function chooseStep(
   log: (l: string) => void,
 ): TrainingStep {
   if (eager) return { run: (x, y) => trainBatch(model, opt, x, y), dispose() {} };
-  const graph = new GraphedTrainStep(model, opt);
+  const graph = new CapturedTrainStep(model, opt);
   let reported: string | null = null;
   return {
     run(x, y) {

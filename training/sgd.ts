@@ -38,9 +38,10 @@ export interface NamedVariable {
  *
  * @example
  * ```ts
+ * import { initBackend } from "../backend/backend.ts";
  * import { tf } from "../deps.ts";
  * import { SGD } from "./sgd.ts";
- * await tf.setBackend("cpu");
+ * await initBackend({ backend: "cpu", log: null });
  * const w = tf.variable(tf.tensor1d([1, 2]));
  * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
  * opt.step([{ name: "w", variable: w }], new Map([["w", tf.tensor1d([0.5, 0.5])]]));

@@ -106,8 +106,9 @@ export function trainBatch(
  * import { tf } from "../deps.ts";
  * import { createModel } from "../models/registry.ts";
  * import { SGD } from "./sgd.ts";
+ * import { initBackend } from "../backend/backend.ts";
  * import { trainStep } from "./step.ts";
- * await tf.setBackend("cpu");
+ * await initBackend({ backend: "cpu", log: null });
  * const model = createModel("resnet20", { seed: 1 });
  * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
  * const x = tf.randomNormal([2, 32, 32, 3]) as tf.Tensor4D, y = tf.tensor1d([3, 7], "int32");

@@ -33,9 +33,12 @@ export {
   type WebGpuOptions,
 } from "../webgpu/install.ts";
 export {
+  canonicalModelName,
   countParams,
   createModel,
   type CreateModelOptions,
+  MODEL_ALIASES,
+  MODEL_CHOICES,
   MODEL_NAMES,
   type ModelName,
   MODELS,

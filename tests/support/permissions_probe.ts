@@ -1,4 +1,4 @@
-// Run by tests/config_test.ts as `deno test -P tests/support/permissions_probe.ts`.
+// Run by tests/config_test.ts with the `test` task's permission flags.
 Deno.test("probe", () => {
   const q = (d: Deno.PermissionDescriptor) => Deno.permissions.querySync(d).state;
   console.log(JSON.stringify({

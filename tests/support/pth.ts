@@ -8,7 +8,7 @@
  * @module
  */
 import { zipSync } from "../../deps.ts";
-import { detStateValue } from "./det.ts";
+import { detStateValue } from "../../bench/det.ts";
 
 /** One zip entry of a skeleton: inline bytes, or a storage record to rebuild. */
 type SkeletonEntry =

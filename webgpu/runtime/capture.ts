@@ -23,7 +23,7 @@
  * @module
  */
 import { tf, type WebGPUBackend } from "../../deps.ts";
-import type { StepCapturer } from "../../ops/extensions.ts";
+import type { CaptureExtension } from "../../ops/extensions.ts";
 import { type CaptureHooks, capturing, objectId, pinUniform } from "./cache.ts";
 import { copyTensor, forgetCpuCopy, privateCopy } from "./direct.ts";
 import { directCounters } from "./counters.ts";
@@ -317,7 +317,7 @@ export function capture<T>(
 }
 
 /** Step capture and replay on the webgpu backend: the `capture` extension of `ops/extensions.ts`. */
-export const STEP_CAPTURE: StepCapturer = {
+export const STEP_CAPTURE: CaptureExtension = {
   ready: () => dispatchCacheInstalled(),
   capture: (fn, state) => capture(tf.backend() as WebGPUBackend, fn, state),
   privateCopy: (t) => privateCopy(tf.backend() as WebGPUBackend, t),

@@ -10,9 +10,9 @@ import { ort } from "../dev_deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { assignStateDict, stateEntries, torchShape } from "../models/weights.ts";
-import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "../io/onnx.ts";
+import { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "../models/onnx.ts";
 import type { SafeTensor } from "../io/safetensors.ts";
-import { detInput, detStateValue, nchwToNhwc } from "./support/det.ts";
+import { detInput, detStateValue, nchwToNhwc } from "../bench/det.ts";
 
 // Our logits on tfjs's cpu backend (the WebGPU kernels' parity with PyTorch is
 // models_parity_test.ts's); fastest on a machine without a GPU.

@@ -7,6 +7,6 @@
  *
  * @module
  */
-import "../tests/models_parity_test.ts";
-import "../tests/kernels_conv_test.ts";
-import "../tests/training_graphed_test.ts";
+import "./models_parity_test.ts";
+import "./kernels_conv_test.ts";
+import "./training_captured_test.ts";

@@ -3,22 +3,22 @@
  * `ops/extensions.ts`; on webgpu `webgpu/runtime/capture.ts`), as `torch.cuda.graphs`
  * does for PyTorch: the same kernels over the same buffers, without tfjs's per-op host work.
  *
- * {@link GraphedTrainStep.run} has the contract of {@link trainBatch} and gives bit-identical
+ * {@link CapturedTrainStep.run} has the contract of {@link trainBatch} and gives bit-identical
  * results. It runs eagerly until the optimizer has its momentum buffers (first step), captures
  * the next step (which runs as usual), and replays from then on while nothing that the capture
  * depends on changes: the batch's shapes, the optimizer's hyperparameters (a new learning rate
  * recaptures), and the buffers of the model's state (loading weights recaptures). It keeps a
  * recording per batch shape, two at most (an epoch's last, smaller batch has its own). Where the
  * backend cannot replay (not webgpu, the toolkit's kernels off, a profiler on) it stays eager.
- * {@link GraphedEvalStep} does the same for an evaluation batch.
+ * {@link CapturedEvalStep} does the same for an evaluation batch.
  *
  * @module
  */
 import { tf } from "../deps.ts";
 import {
+  type Capture,
+  type CaptureExtension,
   provided,
-  type StepCapturer,
-  type StepRecording,
   throwIfDeviceFailed,
 } from "../ops/extensions.ts";
 import { inPlaceSgdAvailable } from "../ops/sgd.ts";
@@ -27,8 +27,8 @@ import { stateEntries } from "../models/weights.ts";
 import type { SGD } from "./sgd.ts";
 import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
 
-/** Counters of a {@link GraphedTrainStep} or {@link GraphedEvalStep}. */
-export interface GraphStats {
+/** Counters of a {@link CapturedTrainStep} or {@link CapturedEvalStep}. */
+export interface CaptureStats {
   /** Steps run eagerly (through tfjs). */
   eager: number;
   /** Steps captured (they also run). */
@@ -39,13 +39,13 @@ export interface GraphStats {
   lastFailure: string | null;
 }
 
-/** Recordings a graphed step keeps (one per input shape: a loop's last batch is smaller). */
+/** Recordings a captured step keeps (one per input shape: a loop's last batch is smaller). */
 const MAX_RECORDINGS = 2;
 
 interface Graph {
   /** The hyperparameters and state buffers it was recorded with. */
   rest: string;
-  recording: StepRecording;
+  recording: Capture;
   /** The graph's copies of the inputs, which each replay fills. */
   inputs: tf.Tensor[];
   /** The captured step's outputs, which each replay overwrites. */
@@ -53,13 +53,13 @@ interface Graph {
 }
 
 /**
- * What the graphed steps share: capture on a new key, replay on the same key, eager where the
+ * What the captured steps share: capture on a new key, replay on the same key, eager where the
  * backend cannot replay. A step is a function of input tensors to output tensors that reads and
  * (in place) writes some state tensors.
  */
 abstract class CapturedStep {
   /** Eager steps, captures, replays. */
-  readonly stats: GraphStats = { eager: 0, captures: 0, replays: 0, lastFailure: null };
+  readonly stats: CaptureStats = { eager: 0, captures: 0, replays: 0, lastFailure: null };
   /** Recordings by key (input shapes, then hyperparameters and state buffers), oldest first. */
   #graphs = new Map<string, Graph>();
   /** The recording replayed or made last. */
@@ -134,7 +134,7 @@ abstract class CapturedStep {
   }
 
   /** The backend's capturer, when the step can be captured now. */
-  #capturer(): StepCapturer | null {
+  #capturer(): CaptureExtension | null {
     const capturer = provided("capture");
     if (capturer === null || !capturer.ready()) return null;
     if (!inPlaceSgdAvailable() || !inPlaceRunningStatsAvailable()) return null;
@@ -142,7 +142,7 @@ abstract class CapturedStep {
   }
 
   #capture(
-    capturer: StepCapturer,
+    capturer: CaptureExtension,
     given: tf.Tensor[],
     key: string,
     rest: string,
@@ -178,7 +178,7 @@ abstract class CapturedStep {
   }
 
   #replay(
-    capturer: StepCapturer,
+    capturer: CaptureExtension,
     g: Graph,
     inputs: tf.Tensor[],
     state: tf.Tensor[],
@@ -198,7 +198,7 @@ abstract class CapturedStep {
  *
  * @example
  * ```ts ignore
- * const step = new GraphedTrainStep(model, opt);
+ * const step = new CapturedTrainStep(model, opt);
  * for (const { x, y } of batches) {
  *   const { loss, correct } = step.run(x, y);
  *   console.log((await loss.data())[0]);
@@ -207,7 +207,7 @@ abstract class CapturedStep {
  * step.dispose();
  * ```
  */
-export class GraphedTrainStep extends CapturedStep {
+export class CapturedTrainStep extends CapturedStep {
   #model: tf.LayersModel;
   #opt: SGD;
 
@@ -257,9 +257,9 @@ export class GraphedTrainStep extends CapturedStep {
 
 /**
  * A model's evaluation batch ({@link evalBatch}: logits, summed loss, correct count in
- * inference mode), captured and replayed on webgpu like {@link GraphedTrainStep}.
+ * inference mode), captured and replayed on webgpu like {@link CapturedTrainStep}.
  */
-export class GraphedEvalStep extends CapturedStep {
+export class CapturedEvalStep extends CapturedStep {
   #model: tf.LayersModel;
 
   /** @param model a model of the zoo */

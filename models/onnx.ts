@@ -11,9 +11,9 @@
  */
 import type { tf } from "../deps.ts";
 import { onnxProto } from "../deno_deps.ts";
-import { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "../models/layers.ts";
-import { stateDict } from "../models/weights.ts";
-import type { SafeTensor } from "./safetensors.ts";
+import { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from "./layers.ts";
+import { stateDict } from "./weights.ts";
+import type { SafeTensor } from "../io/safetensors.ts";
 
 const { onnx } = onnxProto;
 

@@ -5,7 +5,7 @@ import { countDispatches } from "../webgpu/runtime/counters.ts";
 import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
 import { createModel } from "../models/registry.ts";
 import { stateEntries } from "../models/weights.ts";
-import { GraphedEvalStep, GraphedTrainStep } from "../training/graphed.ts";
+import { CapturedEvalStep, CapturedTrainStep } from "../training/captured.ts";
 import { SGD } from "../training/sgd.ts";
 import { evalBatch, namedParameters, trainBatch } from "../training/step.ts";
 import { Rng } from "../util/rng.ts";
@@ -33,12 +33,12 @@ function batch(step: number, n: number, size: number): { x: tf.Tensor4D; y: tf.T
 
 /**
  * `STEPS` training steps; the learning rate drops before step 4 and a parameter is reassigned
- * (as loading weights does) before step 5: both must make the graphed runner capture again.
+ * (as loading weights does) before step 5: both must make the captured runner capture again.
  */
-async function train(name: string, size: number, graphed: boolean) {
+async function train(name: string, size: number, captured: boolean) {
   const model = createModel(name, { inputSize: size, seed: 3 });
   const opt = new SGD({ lr: 0.05, momentum: 0.9, weightDecay: 1e-4 });
-  const runner = graphed ? new GraphedTrainStep(model, opt) : null;
+  const runner = captured ? new CapturedTrainStep(model, opt) : null;
   const trace: Trace = { losses: [], corrects: [], state: new Map(), dispatches: [] };
   const tensors: number[] = [];
   for (let s = 0; s < STEPS; s++) {
@@ -87,7 +87,7 @@ const CASES = [
 
 for (const [name, size, profile] of CASES) {
   Deno.test({
-    name: `graphed training step: ${name} (${profile} kernels) replays bit for bit what tfjs does`,
+    name: `captured training step: ${name} (${profile} kernels) replays bit for bit what tfjs does`,
     ignore: !hasAdapter,
     sanitizeResources: false,
     sanitizeOps: false,
@@ -96,25 +96,29 @@ for (const [name, size, profile] of CASES) {
       unregisterFastKernels();
       registerFastKernels({ profile });
       const eager = await train(name, size, false);
-      const graphed = await train(name, size, true);
+      const captured = await train(name, size, true);
       // First step eager (no momentum buffers yet); captures at steps 2, 4 (new lr) and 5 (new
       // weights); the rest replayed.
-      assert.deepEqual(graphed.stats, { eager: 1, captures: 3, replays: 3, lastFailure: null });
-      assert.deepEqual(graphed.trace.losses, eager.trace.losses, "losses");
-      assert.deepEqual(graphed.trace.corrects, eager.trace.corrects, "correct counts");
-      assert.deepEqual([...graphed.trace.state.keys()], [...eager.trace.state.keys()]);
+      assert.deepEqual(captured.stats, { eager: 1, captures: 3, replays: 3, lastFailure: null });
+      assert.deepEqual(captured.trace.losses, eager.trace.losses, "losses");
+      assert.deepEqual(captured.trace.corrects, eager.trace.corrects, "correct counts");
+      assert.deepEqual([...captured.trace.state.keys()], [...eager.trace.state.keys()]);
       for (const [key, values] of eager.trace.state) {
-        assert.deepEqual(graphed.trace.state.get(key), values, `${key} differs`);
+        assert.deepEqual(captured.trace.state.get(key), values, `${key} differs`);
       }
       // A replayed step runs the kernels an eager step runs, counted as dispatches.
       const replayed = [2, 5, 6];
       for (const s of replayed) {
-        assert.equal(graphed.trace.dispatches[s], eager.trace.dispatches[s], `step ${s}`);
+        assert.equal(captured.trace.dispatches[s], eager.trace.dispatches[s], `step ${s}`);
       }
-      assert.equal(graphed.perStep, eager.trace.dispatches[6]);
+      assert.equal(captured.perStep, eager.trace.dispatches[6]);
       // No tensors pile up from step to step.
-      assert.equal(graphed.tensors[6], graphed.tensors[5]);
-      assert.equal(graphed.tensors[6], eager.tensors[6] + 4, "graph holds x, y, loss, correct");
+      assert.equal(captured.tensors[6], captured.tensors[5]);
+      assert.equal(
+        captured.tensors[6],
+        eager.tensors[6] + 4,
+        "the capture holds x, y, loss, correct",
+      );
       unregisterFastKernels();
       registerFastKernels();
     },
@@ -122,12 +126,12 @@ for (const [name, size, profile] of CASES) {
 }
 
 Deno.test({
-  name: "graphed training step: stays eager on the cpu backend, same results",
+  name: "captured training step: stays eager on the cpu backend, same results",
   async fn() {
     await initBackend({ backend: "cpu", log: null });
     const model = createModel("resnet20", { inputSize: 8, seed: 1 });
     const opt = new SGD({ lr: 0.1, momentum: 0.9 });
-    const runner = new GraphedTrainStep(model, opt);
+    const runner = new CapturedTrainStep(model, opt);
     for (let s = 0; s < 2; s++) {
       const { x, y } = batch(s, 2, 8);
       const r = runner.run(x, y);
@@ -142,14 +146,14 @@ Deno.test({
 });
 
 Deno.test({
-  name: "graphed evaluation batch: replays bit for bit what evalBatch computes",
+  name: "captured evaluation batch: replays bit for bit what evalBatch computes",
   ignore: !hasAdapter,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     await initBackend({ log: null });
     const model = createModel("resnet20", { inputSize: 16, seed: 4 });
-    const runner = new GraphedEvalStep(model);
+    const runner = new CapturedEvalStep(model);
     const tensors: number[] = [];
     // Batches of 3 with smaller ones between: a recording for each size, then replays only.
     const sizes = [3, 3, 2, 3, 2, 3];

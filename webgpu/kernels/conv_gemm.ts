@@ -204,12 +204,7 @@ export function convGemmSpec(
   const tiles = tilesPerSplit(m, n, tile, layout);
   let splits = 1, chunk = Math.ceil(k / tile.tk) * tile.tk;
   if (tiles < policy.targetWorkgroups) {
-    ({ splits, chunk } = chooseSplits(k, tiles, {
-      tk: tile.tk,
-      target: policy.targetWorkgroups,
-      minChunk: policy.minChunk,
-      mn: m * n,
-    }));
+    ({ splits, chunk } = chooseSplits(k, tiles, { ...policy, tk: tile.tk, mn: m * n }));
   }
   const names: [string, string] = op === "forward"
     ? ["x", "W"]

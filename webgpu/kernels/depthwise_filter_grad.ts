@@ -16,7 +16,7 @@ import type { tf, WebGPUBackend } from "../../deps.ts";
 import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { program, type ProgramKernel } from "./declare.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
-import { splitKReduce } from "./gemm_program.ts";
+import { chooseSplits, splitKReduce } from "./gemm_program.ts";
 import { convGemmStats, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 
 /** Invocations per workgroup: channel lanes x position lanes. */
@@ -152,14 +152,10 @@ export function runDepthwiseFilterGrad(
 ): tf.TensorInfo {
   const positions = c.batchSize * c.outHeight * c.outWidth;
   const blocks = Math.ceil(c.outChannels / lanesFor(c.outChannels));
-  let splits = Math.max(1, Math.ceil(split.targetWorkgroups / blocks));
-  splits = Math.min(
-    splits,
-    Math.max(1, Math.floor(positions / split.minChunk)),
-    MAX_WORKGROUPS_PER_DIM,
-  );
-  const chunk = Math.ceil(positions / splits);
-  splits = Math.ceil(positions / chunk);
+  const { splits, chunk } = chooseSplits(positions, blocks, {
+    ...split,
+    maxSplits: MAX_WORKGROUPS_PER_DIM,
+  });
   const partialProgram = depthwiseFilterGrad(c, splits);
   const uniforms: ProgramUniforms = [
     { type: "int32", data: [positions] },

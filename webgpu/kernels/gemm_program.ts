@@ -134,32 +134,39 @@ export function chooseTile(m: number, n: number, layout: GemmLayout = "tiled", k
 export const LARGE_REGISTER_PRODUCT = 1 << 22;
 
 /**
- * How to split a reduction of length `k` over workgroups: enough splits to reach about
- * `target` workgroups in all, each split at least `minChunk` long (a multiple of `tk`), and
- * the partial buffer (`splits * mn` floats) at most `maxPartialFloats` (default 2^24).
+ * The one split-count rule of the split reductions (the convolution GEMMs' split-K, the grouped
+ * and depthwise filter gradients): enough splits of a reduction of length `k` to reach about
+ * `targetWorkgroups` workgroups in all, each split at least `minChunk` long (rounded up to a
+ * multiple of `tk`, default 1), at most `maxSplits` of them, and, given `mn`, the floats of one
+ * split's output, a partial buffer of at most 2^24 floats.
  *
  * @param k reduction length
  * @param outputTiles workgroups per split (output tiles)
- * @param opts tile depth, target workgroup count, shortest chunk, partial-buffer cap and
- *   the size of one split's output
+ * @param opts the split policy's two knobs, and the bounds above
  * @returns the number of splits and the chunk length per split
  * @example
  * ```ts
  * import { chooseSplits } from "./gemm_program.ts";
- * const s = chooseSplits(65536, 5, { tk: 16, target: 640, minChunk: 256, mn: 2304 });
+ * const s = chooseSplits(65536, 5, { targetWorkgroups: 640, minChunk: 256, tk: 16, mn: 2304 });
  * console.log(s.splits, s.chunk); // 128 512
  * ```
  */
 export function chooseSplits(
   k: number,
   outputTiles: number,
-  opts: { tk: number; target: number; minChunk: number; mn: number; maxPartialFloats?: number },
+  opts: {
+    targetWorkgroups: number;
+    minChunk: number;
+    tk?: number;
+    mn?: number;
+    maxSplits?: number;
+  },
 ): { splits: number; chunk: number } {
-  const maxPartial = opts.maxPartialFloats ?? 1 << 24;
-  let splits = Math.max(1, Math.ceil(opts.target / outputTiles));
-  splits = Math.min(splits, Math.max(1, Math.floor(k / opts.minChunk)));
-  splits = Math.min(splits, Math.max(1, Math.floor(maxPartial / opts.mn)));
-  const chunk = Math.ceil(Math.ceil(k / splits) / opts.tk) * opts.tk;
+  let splits = Math.max(1, Math.ceil(opts.targetWorkgroups / outputTiles));
+  splits = Math.min(splits, Math.max(1, Math.floor(k / opts.minChunk)), opts.maxSplits ?? splits);
+  if (opts.mn) splits = Math.min(splits, Math.max(1, Math.floor((1 << 24) / opts.mn)));
+  const tk = opts.tk ?? 1;
+  const chunk = Math.ceil(Math.ceil(k / splits) / tk) * tk;
   return { splits: Math.ceil(k / chunk), chunk };
 }
 

@@ -37,23 +37,25 @@ import {
 /** How a direct dispatch binds a tensor. */
 export type Access = "read" | "read_write";
 
+/** A storage binding of a direct kernel: its WGSL name, its access and its element type. */
+export type StorageBinding = readonly [name: string, access: Access, type: string];
+
 /**
  * A direct kernel's declaration: its family name, and from its parameters (everything the WGSL
- * depends on, and nothing else) the whole WGSL module and the accesses of its tensor bindings.
- * The pipeline cache key is {@link kernelKey}`(name, params)`: two calls share a pipeline
- * exactly when they have the same parameters, so the same key always comes with the same code.
+ * depends on, and nothing else) its storage bindings and the rest of its WGSL module. The
+ * pipeline cache key is {@link kernelKey}`(name, params)`: two calls share a pipeline exactly
+ * when they have the same parameters, so the same key always comes with the same code.
  */
 export interface DirectKernel<P> {
   /** The kernel family (also the pipeline's label prefix). */
   name: string;
+  /** The tensor bindings `@group(0) @binding(i)`, in order (`runDirect` declares them). */
+  storage(params: P): readonly StorageBinding[];
   /**
-   * The whole WGSL module: tensor bindings `@group(0) @binding(i)` in the order of
-   * {@link DirectKernel.bindings}, then (when the call has uniforms) a uniform buffer at the next
-   * binding, and a `@compute` entry point named `main`. Called once per pipeline.
+   * The WGSL after the storage bindings: (when the call has uniforms) a uniform buffer at the
+   * next binding, and a `@compute` entry point named `main`. Called once per pipeline.
    */
   code(params: P): string;
-  /** The accesses of the tensor bindings, in binding order. */
-  bindings(params: P): readonly Access[];
 }
 
 /** One call of a direct kernel: the tensors bound, the uniform bytes, the grid. */
@@ -139,7 +141,8 @@ export function runDirect<P>(
 ): void {
   const be = internals(backend);
   const key = kernelKey(kernel.name, params);
-  const accesses = kernel.bindings(params);
+  const storage = kernel.storage(params);
+  const accesses = storage.map((b) => b[1]);
   if (accesses.length !== call.tensors.length) {
     throw new Error(
       `direct dispatch ${key}: ${call.tensors.length} tensors for ${accesses.length} bindings`,
@@ -158,7 +161,11 @@ export function runDirect<P>(
   const pipelines = cacheOf(be.device).pipelines;
   let pipeline = pipelines.get(key);
   if (!pipeline) {
-    const module = be.device.createShaderModule({ code: kernel.code(params), label: key });
+    const decls = storage.map(([name, access, type], i) =>
+      `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;\n`
+    );
+    const code = decls.join("") + kernel.code(params);
+    const module = be.device.createShaderModule({ code, label: key });
     pipeline = be.device.createComputePipeline({
       layout: layout.pipeline,
       compute: { module, entryPoint: "main" },

@@ -210,6 +210,20 @@ function runPositions(
   ]);
 }
 
+/**
+ * WGSL: stores the `vec4` `acc`, channels `4q..4q+3` of the invocation's chunk, at `result[at]`
+ * on, those of them below `limit` (channels of a group). With one chunk per group, `o0` is 0
+ * and which lanes are valid is known here.
+ */
+function storeLanes(at: string, acc: string, q: number, chunks: number, limit: number): string {
+  return [0, 1, 2, 3].map((j) => {
+    const lane = 4 * q + j;
+    const store = `result[${at} + ${lane}] = ${acc}[${j}];`;
+    if (chunks === 1) return lane < limit ? store : "";
+    return `if (o0 + ${lane} < ${limit}) { ${store} }`;
+  }).join(" ");
+}
+
 function positionCode(p: PositionParams): string {
   const { c, s } = p;
   const taps = c.kh * c.kw, q4 = s.chunk / 4;
@@ -251,15 +265,7 @@ function positionCode(p: PositionParams): string {
            let wr = wbase + rc * ${q4};
            ${fmas("v", "wr")}
          }`;
-  const stores = accs.map((q) =>
-    [0, 1, 2, 3].map((j) => {
-      const lane = 4 * q + j;
-      const store = `result[obase + ${lane}] = acc${q}[${j}];`;
-      // One chunk per group: o0 is 0, so the lane's validity is known here.
-      if (s.chunks === 1) return lane < s.outG ? store : "";
-      return `if (o0 + ${lane} < ${s.outG}) { ${store} }`;
-    }).join("\n")
-  ).join("\n");
+  const stores = accs.map((q) => storeLanes("obase", `acc${q}`, q, s.chunks, s.outG)).join("\n");
   return `
       var<workgroup> Ws : array<vec4<f32>, ${staged}>;
       fn main() {
@@ -412,16 +418,7 @@ function filterGradCode(p: FilterGradParams): string {
   const stores = ks.map((k) =>
     `if (lid + ${k * T} < ${s.rows}) {
         let out = obase + row${k} * ${c.outC};
-        ${
-      qs.map((q) =>
-        [0, 1, 2, 3].map((j) => {
-          const lane = 4 * q + j;
-          const store = `result[out + ${lane}] = acc${k}_${q}[${j}];`;
-          if (s.chunks === 1) return lane < c.go ? store : "";
-          return `if (o0 + ${lane} < ${c.go}) { ${store} }`;
-        }).join(" ")
-      ).join("\n")
-    }
+        ${qs.map((q) => storeLanes("out", `acc${k}_${q}`, q, s.chunks, c.go)).join("\n")}
       }`
   ).join("\n");
   return `

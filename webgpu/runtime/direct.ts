@@ -87,9 +87,6 @@ export function kernelKey(name: string, params: unknown): string {
 /**
  * The most storage buffers one direct dispatch may bind on this backend's device (its
  * `maxStorageBuffersPerShaderStage`; 8 unless the device was created with more).
- *
- * @param backend the webgpu backend
- * @returns the limit
  */
 export function maxStorageBindings(backend: WebGPUBackend): number {
   return internals(backend).device.limits.maxStorageBuffersPerShaderStage;
@@ -191,9 +188,6 @@ export function runDirect<P>(
 /**
  * Drops the CPU copy of a tensor's values that tfjs keeps after a read back: call it for every
  * tensor whose buffer a replayed command stream writes, so that the next read sees the GPU.
- *
- * @param backend the webgpu backend
- * @param t the tensor written on the GPU
  */
 export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
   forgetValues(internals(backend), t);
@@ -202,10 +196,6 @@ export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
 /**
  * Makes a variable writable in place: when another tfjs tensor shares its data (a variable
  * assigned from a tensor that is still alive), the variable moves to a copy of its own first.
- *
- * @param backend the webgpu backend
- * @param v the variable
- * @returns `v`
  */
 export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
   const refs = refCountOf(internals(backend), v);
@@ -217,26 +207,14 @@ export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable
   return v;
 }
 
-/**
- * A new tensor with `t`'s values in a buffer of its own (one buffer copy on the GPU).
- *
- * @param backend the webgpu backend
- * @param t the tensor to copy
- * @returns the copy, as a tfjs tensor the caller owns
- */
+/** A new tensor with `t`'s values in a buffer of its own (one buffer copy on the GPU). */
 export function privateCopy(backend: WebGPUBackend, t: tf.TensorInfo): tf.Tensor {
   const info = backend.makeTensorInfo(t.shape, t.dtype);
   copyTensor(backend, t, info);
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
-/**
- * Records a copy of `src`'s values into `dst` (same size and dtype) in the command stream.
- *
- * @param backend the webgpu backend
- * @param src the tensor read
- * @param dst the tensor written
- */
+/** Records a copy of `src`'s values into `dst` (same size and dtype) in the command stream. */
 export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.TensorInfo): void {
   const be = internals(backend);
   const from = bufferOf(be, src), to = bufferOf(be, dst);
@@ -252,10 +230,6 @@ export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.T
 /**
  * A new float32 tensor whose buffer is allocated but not written (its values are undefined until
  * a direct dispatch writes all of them).
- *
- * @param backend the webgpu backend
- * @param shape the shape
- * @returns the tensor
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");

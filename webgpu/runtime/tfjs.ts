@@ -178,8 +178,6 @@ interface EngineInternals {
  * makes the device tfjs 4.22's factory makes (same features and limits) but with up to
  * `storageBindings` storage buffers per shader stage where the adapter allows. A backend made
  * earlier is left as it is.
- *
- * @param storageBindings storage buffers per shader stage wanted
  */
 export function registerWebGpuFactory(storageBindings: number): void {
   const engine = tf.engine() as unknown as EngineInternals;
@@ -221,9 +219,6 @@ const EXPLAINED = Symbol.for("regnet-vision.explainedSyncReads");
  * 2D canvas exists, such a read throws `message` instead (a listener on `readSync`, installed
  * once per backend); tensors whose values are on the CPU (read before, or never uploaded) still
  * read synchronously.
- *
- * @param backend the webgpu backend
- * @param message the error's message
  */
 export function explainSyncReads(backend: WebGPUBackend, message: string): void {
   if (typeof OffscreenCanvas !== "undefined" && new OffscreenCanvas(1, 1).getContext("2d")) return;
@@ -243,8 +238,6 @@ export function explainSyncReads(backend: WebGPUBackend, message: string): void 
  * Silences tfjs's cpu backend's advice to install tfjs-node (a native Node.js addon), printed on
  * its first write when it sees Node.js APIs: Deno has them but cannot use that addon. Sets the
  * backend's private `firstUse`.
- *
- * @param backend tfjs's cpu backend
  */
 export function quietCpuBackend(backend: tf.KernelBackend): void {
   (backend as unknown as { firstUse?: boolean }).firstUse = false;
@@ -387,13 +380,7 @@ function alignmentOf(n: number): number {
 /**
  * The uniform fields tfjs's `runWebGPUProgram` prepends for a non-pixel program (NaN, Infinity,
  * each input's shape and strides, the output's, the size when `program.size`), then the
- * program's own.
- *
- * @param program the program
- * @param output the output tensor
- * @param inputs the input tensors
- * @param programUniforms the program-defined uniforms
- * @returns the fields in tfjs's order
+ * program's own (`programUniforms`).
  */
 export function uniformFields(
   program: ProgramLike,

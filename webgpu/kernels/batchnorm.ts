@@ -12,11 +12,16 @@ import {
   FUSED_BATCH_NORM_GRAD,
   type FusedBatchNormAttrs,
 } from "../../ops/batchnorm.ts";
-import { type DirectKernel, runDirect, uninitialized } from "../runtime/direct.ts";
+import {
+  type DirectKernel,
+  runDirect,
+  type StorageBinding,
+  uninitialized,
+} from "../runtime/direct.ts";
 import { counters } from "../runtime/counters.ts";
 import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { type KernelEntry, program, type ProgramKernel } from "./declare.ts";
-import { flatGrid, flatMain, type StorageDecl, storageDecls } from "./wgsl.ts";
+import { flatGrid, flatMain, read, write } from "./wgsl.ts";
 
 /** Calls of the fused kernels (the `fusedBatchNorm` counter group): proof they ran. */
 const stats = counters.group("fusedBatchNorm", { forward: 0, backward: 0 });
@@ -239,17 +244,21 @@ function planBytes(p: BatchNormPlan, epsilon: number, size = 0): ArrayBuffer {
   return bytes;
 }
 
-const PLAN_STRUCT = `struct Plan { rows : i32, chunk : i32, splits : i32, eps : f32, size : i32,
-  pad0 : i32, pad1 : i32, pad2 : i32, }`;
-
-/** WGSL storage bindings in order, then the `Plan` uniform block. */
-function bindingDecls(names: StorageDecl[]): string {
-  const uniform = `@group(0) @binding(${names.length}) var<uniform> uniforms : Plan;`;
-  return `${PLAN_STRUCT}\n${storageDecls(names)}\n${uniform}`;
-}
+/** WGSL: the `Plan` uniform block after `n` storage bindings. */
+const planDecl = (n: number) =>
+  `struct Plan { rows : i32, chunk : i32, splits : i32, eps : f32, size : i32,
+  pad0 : i32, pad1 : i32, pad2 : i32, }
+@group(0) @binding(${n}) var<uniform> uniforms : Plan;`;
 
 /** Rows `r0..r1` of the chunk `s` as an f32 count (WGSL expression). */
 const CHUNK_COUNT = `f32(min(uniforms.rows, (s + 1) * uniforms.chunk) - s * uniforms.chunk)`;
+
+/** The storage bindings of the merge of a pass. */
+function mergeStorage(what: "stats" | "grad"): StorageBinding[] {
+  return what === "stats"
+    ? [read("part"), write("mean"), write("variance")]
+    : [write("part"), read("variance"), write("dbeta"), write("dgamma")];
+}
 
 /**
  * WGSL of the per-channel merge of the chunk table, one invocation per channel, both outputs
@@ -259,14 +268,8 @@ const CHUNK_COUNT = `f32(min(uniforms.rows, (s + 1) * uniforms.chunk) - s * unif
  */
 function mergeCode(what: "stats" | "grad", channels: number): string {
   const C = channels;
-  let decls: string, body: string;
-  if (what === "stats") {
-    decls = bindingDecls([
-      ["part", "read", "f32"],
-      ["mean", "read_write", "f32"],
-      ["variance", "read_write", "f32"],
-    ]);
-    body = `
+  const body = what === "stats"
+    ? `
       let m0 = part[c];
       var acc = 0.0;
       for (var s = 0; s < uniforms.splits; s = s + 1) {
@@ -279,15 +282,8 @@ function mergeCode(what: "stats" | "grad", channels: number): string {
         let d = part[(2 * s) * ${C} + c] - mu;
         m2 = m2 + part[(2 * s + 1) * ${C} + c] + ${CHUNK_COUNT} * d * d;
       }
-      variance[c] = m2 / f32(uniforms.rows);`;
-  } else {
-    decls = bindingDecls([
-      ["part", "read_write", "f32"],
-      ["variance", "read", "f32"],
-      ["dbeta", "read_write", "f32"],
-      ["dgamma", "read_write", "f32"],
-    ]);
-    body = `
+      variance[c] = m2 / f32(uniforms.rows);`
+    : `
       var acc = 0.0;
       for (var s = 0; s < uniforms.splits; s = s + 1) {
         acc = acc + part[(2 * s) * ${C} + c];
@@ -302,8 +298,7 @@ function mergeCode(what: "stats" | "grad", channels: number): string {
       let t = (2 * uniforms.splits + 4) * ${C} + c;
       part[t] = acc;
       part[t + ${C}] = dg;`;
-  }
-  return `${decls}
+  return `${planDecl(mergeStorage(what).length)}
     @compute @workgroup_size(64)
     fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
       let c = i32(gid.x);
@@ -319,25 +314,30 @@ function elementVec(channels: number): number {
   return channels % 4 === 0 ? 4 : 1;
 }
 
+/** The storage bindings of the `dx` pass (`y` after ReLU, `dshortcut` with a residual). */
+function dxStorage(p: DxParams): StorageBinding[] {
+  const T = elementVec(p.channels) === 4 ? "vec4<f32>" : "f32";
+  return [
+    ...["dy", "x", "part", "variance", ...(p.relu ? ["y"] : [])].map((n) => read(n, T)),
+    write("dx", T),
+    ...(p.residual ? [write("dshortcut", T)] : []),
+  ];
+}
+
+/** What the `dx` pass's WGSL depends on. */
+type DxParams = { channels: number; relu: boolean; residual: boolean };
+
 /**
  * WGSL of the `dx` pass: `dx` from the chunk table (`mean, gamma, dmean, dvar, dbeta, dgamma`
  * rows after the partials), `variance`, `dy` (masked by `y > 0` after ReLU) and `x`; with a
  * residual input, also its gradient (the masked `dy`) in the same dispatch.
  */
-function dxCode(channels: number, relu: boolean, residual: boolean): string {
+function dxCode(p: DxParams): string {
+  const { channels, relu, residual } = p;
   const vec = elementVec(channels);
   const T = vec === 4 ? "vec4<f32>" : "f32";
   const CK = channels / vec;
-  const decls = bindingDecls([
-    ["dy", "read", T],
-    ["x", "read", T],
-    ["part", "read", T],
-    ["variance", "read", T],
-    ...(relu ? [["y", "read", T] as [string, "read", string]] : []),
-    ["dx", "read_write", T],
-    ...(residual ? [["dshortcut", "read_write", T] as [string, "read_write", string]] : []),
-  ]);
-  return `${decls}
+  return `${planDecl(dxStorage(p).length)}
     ${flatMain()}
       if (index >= uniforms.size) {
         return;
@@ -365,27 +365,12 @@ function dxCode(channels: number, relu: boolean, residual: boolean): string {
 /** The per-channel merge of the chunk table (both outputs of a pass in one dispatch). */
 const MERGE: DirectKernel<{ what: "stats" | "grad"; channels: number }> = {
   name: "bn_merge",
+  storage: (p) => mergeStorage(p.what),
   code: (p) => mergeCode(p.what, p.channels),
-  bindings: (p) =>
-    p.what === "stats"
-      ? ["read", "read_write", "read_write"]
-      : ["read_write", "read", "read_write", "read_write"],
 };
 
 /** The backward's `dx` pass (and the residual's gradient). */
-const DX: DirectKernel<{ channels: number; relu: boolean; residual: boolean }> = {
-  name: "bn_dx",
-  code: (p) => dxCode(p.channels, p.relu, p.residual),
-  bindings: (p) => [
-    "read",
-    "read",
-    "read",
-    "read",
-    ...(p.relu ? ["read" as const] : []),
-    "read_write",
-    ...(p.residual ? ["read_write" as const] : []),
-  ],
-};
+const DX: DirectKernel<DxParams> = { name: "bn_dx", storage: dxStorage, code: dxCode };
 
 /**
  * The forward's elementwise pass: `y = (x - mean) γ / sqrt(var + eps) + β`, rounded to f32,
@@ -450,6 +435,7 @@ function elementwiseCode(p: ElementwiseParams): string {
 }
 
 type Info = tf.TensorInfo;
+type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 function shapeFacts(x: Info): { rows: number; channels: number } {
   const channels = x.shape[x.shape.length - 1];
@@ -477,20 +463,14 @@ function checkFloat(name: string, infos: Info[]): void {
 }
 
 /**
- * Runs the forward op on the webgpu backend: three dispatches (the chunk pass, one merge
- * writing `mean` and `variance`, the elementwise pass).
- *
- * @param backend the tfjs webgpu backend
- * @param inputs `x` (channels last), `gamma`, `beta`, and `shortcut` (shaped as `x`) when
- *   `attrs.residual`
- * @param attrs epsilon, activation, residual
- * @returns `[y, mean, variance]`
+ * The forward op: three dispatches (the chunk pass, one merge writing `mean` and `variance`,
+ * the elementwise pass). Inputs `x` (channels last), `gamma`, `beta`, and `shortcut` (shaped
+ * as `x`) when `attrs.residual`; returns `[y, mean, variance]`.
  */
-export function runBatchNormTrain(
-  backend: WebGPUBackend,
-  inputs: { x: Info; gamma: Info; beta: Info; shortcut?: Info },
-  attrs: FusedBatchNormAttrs,
-): Info[] {
+function batchNormTrain(args: KernelArgs): Info[] {
+  const backend = args.backend as WebGPUBackend;
+  const inputs = args.inputs as { x: Info; gamma: Info; beta: Info; shortcut?: Info };
+  const attrs = args.attrs as unknown as FusedBatchNormAttrs;
   const { x, gamma, beta } = inputs;
   const shortcut = residualInput(FUSED_BATCH_NORM, x, inputs.shortcut, attrs);
   checkFloat(FUSED_BATCH_NORM, [x, gamma, beta, ...(shortcut ? [shortcut] : [])]);
@@ -538,28 +518,18 @@ function residualInput(
 }
 
 /**
- * Runs the gradient op on the webgpu backend: three dispatches (the chunk pass, one merge
- * writing `dbeta` and `dgamma`, one pass writing `dx` and, with a residual, its gradient).
- *
- * @param backend the tfjs webgpu backend
- * @param inputs upstream gradients (`dy`, `dmean`, `dvar`), the saved forward tensors
- * @param attrs epsilon, activation, residual (as in the forward call)
- * @returns `[dx, dgamma, dbeta]`, then `dshortcut` when `attrs.residual`
+ * The gradient op: three dispatches (the chunk pass, one merge writing `dbeta` and `dgamma`, one
+ * pass writing `dx` and, with a residual, its gradient). Inputs: the upstream gradients (`dy`,
+ * `dmean`, `dvar`) and the saved forward tensors; returns `[dx, dgamma, dbeta]`, then
+ * `dshortcut` when `attrs.residual`.
  */
-export function runBatchNormTrainGrad(
-  backend: WebGPUBackend,
-  inputs: {
-    dy: Info;
-    x: Info;
-    y: Info;
-    mean: Info;
-    variance: Info;
-    gamma: Info;
-    dmean: Info;
-    dvar: Info;
-  },
-  attrs: FusedBatchNormAttrs,
-): Info[] {
+function batchNormTrainGrad(args: KernelArgs): Info[] {
+  const backend = args.backend as WebGPUBackend;
+  const inputs = args.inputs as Record<
+    "dy" | "x" | "y" | "mean" | "variance" | "gamma" | "dmean" | "dvar",
+    Info
+  >;
+  const attrs = args.attrs as unknown as FusedBatchNormAttrs;
   const { dy, x, y, mean, variance, gamma, dmean, dvar } = inputs;
   checkFloat(FUSED_BATCH_NORM_GRAD, [dy, x, y, mean, variance, gamma, dmean, dvar]);
   const { rows, channels } = shapeFacts(x);
@@ -595,22 +565,6 @@ export function runBatchNormTrainGrad(
 
 /** The kernels of this file, for the registration list (`list.ts`). */
 export const BATCH_NORM_KERNELS: readonly KernelEntry[] = [
-  {
-    kernelName: FUSED_BATCH_NORM,
-    make: () => (args) =>
-      runBatchNormTrain(
-        args.backend as WebGPUBackend,
-        args.inputs as { x: Info; gamma: Info; beta: Info; shortcut?: Info },
-        args.attrs as unknown as FusedBatchNormAttrs,
-      ),
-  },
-  {
-    kernelName: FUSED_BATCH_NORM_GRAD,
-    make: () => (args) =>
-      runBatchNormTrainGrad(
-        args.backend as WebGPUBackend,
-        args.inputs as Parameters<typeof runBatchNormTrainGrad>[1],
-        args.attrs as unknown as FusedBatchNormAttrs,
-      ),
-  },
+  { kernelName: FUSED_BATCH_NORM, make: () => batchNormTrain },
+  { kernelName: FUSED_BATCH_NORM_GRAD, make: () => batchNormTrainGrad },
 ];

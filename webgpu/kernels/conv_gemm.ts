@@ -108,24 +108,6 @@ function decompose(v: string, names: string[], dims: number[]): string {
   return out.join(" ");
 }
 
-/** Shape constants of a convolution that every loader bakes in, as a cache-key fragment. */
-function convKey(c: ConvInfo): string {
-  return [
-    c.inHeight,
-    c.inWidth,
-    c.inChannels,
-    c.outHeight,
-    c.outWidth,
-    c.outChannels,
-    c.filterHeight,
-    c.filterWidth,
-    c.strideHeight,
-    c.strideWidth,
-    c.padInfo.top,
-    c.padInfo.left,
-  ].join("_");
-}
-
 /**
  * Builds the implicit-GEMM spec of one convolution product.
  *
@@ -204,21 +186,9 @@ export function convGemmSpec(
   const tiles = tilesPerSplit(m, n, tile, layout);
   let splits = 1, chunk = Math.ceil(k / tile.tk) * tile.tk;
   if (tiles < policy.targetWorkgroups) {
-    ({ splits, chunk } = chooseSplits(k, tiles, {
-      tk: tile.tk,
-      target: policy.targetWorkgroups,
-      minChunk: policy.minChunk,
-      mn: m * n,
-    }));
+    ({ splits, chunk } = chooseSplits(k, tiles, { ...policy, tk: tile.tk, mn: m * n }));
   }
-  const names: [string, string] = op === "forward"
-    ? ["x", "W"]
-    : op === "inputGrad"
-    ? ["dy", "W"]
-    : ["x", "dy"];
   const spec: GemmSpec = {
-    key: `${op}_${convKey(c)}`,
-    variableNames: names,
     a,
     b,
     outputShape: splits > 1 ? [splits, m, n] : finalShape,
@@ -276,8 +246,6 @@ export function inputGradPhaseSpec(
         let kh = ${rh} + ${SH} * jh; let kw = ${rw} + ${SW} * jw;
         return ((kh * ${KW} + kw) * ${CI} + n) * ${CO} + co;`;
   const spec: GemmSpec = {
-    key: `inputGradPhase_${convKey(c)}_${B}_${rh}_${rw}`,
-    variableNames: ["dy", "W"],
     a: { buffer: "dy", index: aIndex, contiguousInK: true, vec4: CO % 4 === 0 },
     b: { buffer: "W", index: bIndex, contiguousInK: true, vec4: CO % 4 === 0 },
     outRow: `${decompose("m", ["b", "i", "j"], [B, IHr, IWr])}
@@ -315,9 +283,8 @@ export function convGemmFits(
   if (policy.layout === "register") {
     // A 2-D grid of 64-invocation workgroups: limited by 65535^2 workgroups only.
     const { spec } = convGemmSpec(op, c, policy);
-    const blocks = spec.splits * Math.ceil(spec.m / spec.tile.tm) *
-      Math.ceil(spec.n / spec.tile.tn);
-    return Math.ceil(blocks / 64) <= MAX_WORKGROUPS_PER_DIM ** 2;
+    const groups = spec.splits * tilesPerSplit(spec.m, spec.n, spec.tile, "register");
+    return Math.ceil(groups) <= MAX_WORKGROUPS_PER_DIM ** 2;
   }
   if (Math.ceil(rows / chooseTile(rows, c.outChannels).tm) > MAX_WORKGROUPS_PER_DIM) {
     return false;
@@ -328,14 +295,8 @@ export function convGemmFits(
 
 /**
  * Runs one convolution product on the webgpu backend: the GEMM, then (when split) the
- * reduction of the partial products. Intermediate buffers are released.
- *
- * @param backend the tfjs webgpu backend
- * @param op which product
- * @param c shape facts (NHWC, dilation 1)
- * @param inputs the two input tensors in the order of the spec's `variableNames`
- * @param policy split-K knobs
- * @returns the output tensor info
+ * reduction of the partial products. `inputs` are the `A` and `B` operands' tensors (`x, W`,
+ * `dy, W` or `x, dy`); intermediate buffers are released.
  */
 export function runConvGemm(
   backend: WebGPUBackend,
@@ -352,20 +313,18 @@ export function runConvGemm(
         const phase = inputGradPhaseSpec(c, rh, rw, policy.layout);
         if (phase === null) continue;
         const { spec, k, chunk } = phase;
-        const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
-        const program = makeGemmProgram(spec);
-        convGemmLayoutStats[spec.layout ?? "tiled"]++;
-        out = backend.runWebGPUProgram(program, inputs, "float32", uniforms, out);
+        convGemmLayoutStats[spec.layout]++;
+        const uniforms = gemmUniforms(spec, k, chunk);
+        out = backend.runWebGPUProgram(makeGemmProgram(spec), inputs, "float32", uniforms, out);
       }
     }
     return out!;
   }
   const { spec, k, chunk, finalShape } = convGemmSpec(op, c, policy);
-  const program = makeGemmProgram(spec);
-  const uniforms = gemmUniforms(spec.m, spec.n, k, chunk, spec.tile.tk);
   convGemmStats[op]++;
-  convGemmLayoutStats[spec.layout ?? "tiled"]++;
-  const out = backend.runWebGPUProgram(program, inputs, "float32", uniforms);
+  convGemmLayoutStats[spec.layout]++;
+  const uniforms = gemmUniforms(spec, k, chunk);
+  const out = backend.runWebGPUProgram(makeGemmProgram(spec), inputs, "float32", uniforms);
   if (spec.splits === 1) return out;
   const reduce = splitKReduce(finalShape);
   const result = backend.runWebGPUProgram(reduce, [out], "float32", [

@@ -67,14 +67,7 @@ export interface ProgramCall {
  */
 export function program<P>(kernel: ProgramKernel<P>, params: P, call: ProgramCall): WebGPUProgram {
   const { code, ...head } = kernel.shader(params);
-  const p = {
-    ...head,
-    outputShape: call.outputShape,
-    dispatchLayout: call.dispatchLayout,
-    dispatch: call.dispatch,
-    shaderKey: kernelKey(kernel.name, params),
-    getUserCode: code,
-  };
+  const p = { ...head, ...call, shaderKey: kernelKey(kernel.name, params), getUserCode: code };
   return p as unknown as WebGPUProgram;
 }
 

@@ -16,31 +16,30 @@ import type { tf, WebGPUBackend } from "../../deps.ts";
 import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { program, type ProgramKernel } from "./declare.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
-import { splitKReduce } from "./gemm_program.ts";
+import { chooseSplits, splitKReduce } from "./gemm_program.ts";
 import { convGemmStats, DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 
 /** Invocations per workgroup: channel lanes x position lanes. */
 const WORKGROUP = 64;
 
-/** What the partial-sum program's WGSL depends on: the shape facts baked in, the lanes. */
-interface DepthwiseParams {
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  dilationHeight: number;
-  dilationWidth: number;
-  padTop: number;
-  padLeft: number;
-  /** Channel lanes per workgroup. */
-  lanes: number;
-}
+/** The shape facts the partial-sum program's WGSL bakes in. */
+const FACTS = [
+  "inHeight",
+  "inWidth",
+  "inChannels",
+  "outHeight",
+  "outWidth",
+  "outChannels",
+  "filterHeight",
+  "filterWidth",
+  "strideHeight",
+  "strideWidth",
+  "dilationHeight",
+  "dilationWidth",
+] as const;
+
+/** What the partial-sum program's WGSL depends on: the shape facts, the pads, the lanes. */
+type DepthwiseParams = Record<typeof FACTS[number] | "padTop" | "padLeft" | "lanes", number>;
 
 /** The partial-sum program of {@link runDepthwiseFilterGrad}. */
 const DEPTHWISE_FILTER_GRAD: ProgramKernel<DepthwiseParams> = {
@@ -66,23 +65,8 @@ function lanesFor(channels: number): number {
  */
 function depthwiseFilterGrad(c: tf.backend_util.Conv2DInfo, splits: number) {
   const lanes = lanesFor(c.outChannels);
-  const params: DepthwiseParams = {
-    inHeight: c.inHeight,
-    inWidth: c.inWidth,
-    inChannels: c.inChannels,
-    outHeight: c.outHeight,
-    outWidth: c.outWidth,
-    outChannels: c.outChannels,
-    filterHeight: c.filterHeight,
-    filterWidth: c.filterWidth,
-    strideHeight: c.strideHeight,
-    strideWidth: c.strideWidth,
-    dilationHeight: c.dilationHeight,
-    dilationWidth: c.dilationWidth,
-    padTop: c.padInfo.top,
-    padLeft: c.padInfo.left,
-    lanes,
-  };
+  const params = { lanes, padTop: c.padInfo.top, padLeft: c.padInfo.left } as DepthwiseParams;
+  for (const f of FACTS) params[f] = c[f];
   const positionLanes = WORKGROUP / lanes;
   return program(DEPTHWISE_FILTER_GRAD, params, {
     outputShape: [splits * positionLanes, c.filterHeight * c.filterWidth, c.outChannels],
@@ -91,9 +75,8 @@ function depthwiseFilterGrad(c: tf.backend_util.Conv2DInfo, splits: number) {
   });
 }
 
-function depthwiseFilterGradCode(p: DepthwiseParams): string {
-  const c = { ...p, padInfo: { top: p.padTop, left: p.padLeft } };
-  const lanes = p.lanes, positionLanes = WORKGROUP / p.lanes;
+function depthwiseFilterGradCode(c: DepthwiseParams): string {
+  const lanes = c.lanes, positionLanes = WORKGROUP / c.lanes;
   const taps = c.filterHeight * c.filterWidth, D = c.outChannels;
   const CM = D / c.inChannels;
   const OHW = c.outHeight * c.outWidth;
@@ -114,8 +97,8 @@ function depthwiseFilterGradCode(p: DepthwiseParams): string {
             let oh = r / ${c.outWidth};
             let ow = r - oh * ${c.outWidth};
             let g = dy[k * ${D} + d];
-            let ih0 = oh * ${c.strideHeight} - ${c.padInfo.top};
-            let iw0 = ow * ${c.strideWidth} - ${c.padInfo.left};
+            let ih0 = oh * ${c.strideHeight} - ${c.padTop};
+            let iw0 = ow * ${c.strideWidth} - ${c.padLeft};
             for (var kh = 0; kh < ${c.filterHeight}; kh++) {
               let ih = ih0 + kh * ${c.dilationHeight};
               if (ih < 0 || ih >= ${c.inHeight}) { continue; }
@@ -134,14 +117,9 @@ function depthwiseFilterGradCode(p: DepthwiseParams): string {
 }
 
 /**
- * Runs the depthwise filter gradient: the split partial sums, then their reduction.
- *
- * @param backend the tfjs webgpu backend
- * @param c shape facts of the depthwise convolution (NHWC; `computeConv2DInfo(..., true)`)
- * @param x the convolution's input
- * @param dy the gradient of its output
- * @param split split knobs
- * @returns the filter gradient `[KH, KW, C, CM]`
+ * Runs the depthwise filter gradient `[KH, KW, C, CM]`: the split partial sums, then their
+ * reduction. `c` is the shape facts of the depthwise convolution (NHWC;
+ * `computeConv2DInfo(..., true)`).
  */
 export function runDepthwiseFilterGrad(
   backend: WebGPUBackend,
@@ -152,14 +130,10 @@ export function runDepthwiseFilterGrad(
 ): tf.TensorInfo {
   const positions = c.batchSize * c.outHeight * c.outWidth;
   const blocks = Math.ceil(c.outChannels / lanesFor(c.outChannels));
-  let splits = Math.max(1, Math.ceil(split.targetWorkgroups / blocks));
-  splits = Math.min(
-    splits,
-    Math.max(1, Math.floor(positions / split.minChunk)),
-    MAX_WORKGROUPS_PER_DIM,
-  );
-  const chunk = Math.ceil(positions / splits);
-  splits = Math.ceil(positions / chunk);
+  const { splits, chunk } = chooseSplits(positions, blocks, {
+    ...split,
+    maxSplits: MAX_WORKGROUPS_PER_DIM,
+  });
   const partialProgram = depthwiseFilterGrad(c, splits);
   const uniforms: ProgramUniforms = [
     { type: "int32", data: [positions] },

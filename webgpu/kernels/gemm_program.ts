@@ -66,11 +66,7 @@ export type GemmLayout = "tiled" | "register";
 
 /** What a convolution supplies to {@link IMPLICIT_GEMM}. */
 export interface GemmSpec {
-  /** Unique key of everything baked into the WGSL (shapes, strides, pads); part of the shader key. */
-  key: string;
-  /** Names of the two input buffers, in the order the tensors are passed. */
-  variableNames: [string, string];
-  /** The `A` operand (`M x K`). */
+  /** The `A` operand (`M x K`); its buffer is the first input, `B`'s the second. */
   a: OperandSpec;
   /** The `B` operand (`K x N`). */
   b: OperandSpec;
@@ -92,8 +88,8 @@ export interface GemmSpec {
    * `tk` (4) the granularity of the reduction chunks.
    */
   tile: GemmTile;
-  /** Program layout; `tiled` when absent. */
-  layout?: GemmLayout;
+  /** Program layout. */
+  layout: GemmLayout;
 }
 
 /**
@@ -134,42 +130,47 @@ export function chooseTile(m: number, n: number, layout: GemmLayout = "tiled", k
 export const LARGE_REGISTER_PRODUCT = 1 << 22;
 
 /**
- * How to split a reduction of length `k` over workgroups: enough splits to reach about
- * `target` workgroups in all, each split at least `minChunk` long (a multiple of `tk`), and
- * the partial buffer (`splits * mn` floats) at most `maxPartialFloats` (default 2^24).
+ * The one split-count rule of the split reductions (the convolution GEMMs' split-K, the grouped
+ * and depthwise filter gradients): enough splits of a reduction of length `k` to reach about
+ * `targetWorkgroups` workgroups in all, each split at least `minChunk` long (rounded up to a
+ * multiple of `tk`, default 1), at most `maxSplits` of them, and, given `mn`, the floats of one
+ * split's output, a partial buffer of at most 2^24 floats.
  *
  * @param k reduction length
  * @param outputTiles workgroups per split (output tiles)
- * @param opts tile depth, target workgroup count, shortest chunk, partial-buffer cap and
- *   the size of one split's output
+ * @param opts the split policy's two knobs, and the bounds above
  * @returns the number of splits and the chunk length per split
  * @example
  * ```ts
  * import { chooseSplits } from "./gemm_program.ts";
- * const s = chooseSplits(65536, 5, { tk: 16, target: 640, minChunk: 256, mn: 2304 });
+ * const s = chooseSplits(65536, 5, { targetWorkgroups: 640, minChunk: 256, tk: 16, mn: 2304 });
  * console.log(s.splits, s.chunk); // 128 512
  * ```
  */
 export function chooseSplits(
   k: number,
   outputTiles: number,
-  opts: { tk: number; target: number; minChunk: number; mn: number; maxPartialFloats?: number },
+  opts: {
+    targetWorkgroups: number;
+    minChunk: number;
+    tk?: number;
+    mn?: number;
+    maxSplits?: number;
+  },
 ): { splits: number; chunk: number } {
-  const maxPartial = opts.maxPartialFloats ?? 1 << 24;
-  let splits = Math.max(1, Math.ceil(opts.target / outputTiles));
-  splits = Math.min(splits, Math.max(1, Math.floor(k / opts.minChunk)));
-  splits = Math.min(splits, Math.max(1, Math.floor(maxPartial / opts.mn)));
-  const chunk = Math.ceil(Math.ceil(k / splits) / opts.tk) * opts.tk;
+  let splits = Math.max(1, Math.ceil(opts.targetWorkgroups / outputTiles));
+  splits = Math.min(splits, Math.max(1, Math.floor(k / opts.minChunk)), opts.maxSplits ?? splits);
+  if (opts.mn) splits = Math.min(splits, Math.max(1, Math.floor((1 << 24) / opts.mn)));
+  const tk = opts.tk ?? 1;
+  const chunk = Math.ceil(Math.ceil(k / splits) / tk) * tk;
   return { splits: Math.ceil(k / chunk), chunk };
 }
 
 /**
  * What a GEMM program's WGSL depends on (its declaration's parameters): the tile, the operands'
- * index functions and lane widths, the output row map and lane width, the input names.
+ * names, index functions and lane widths, the output row map and lane width.
  */
 export interface GemmCode {
-  /** Names of the two input buffers, in input order. */
-  variableNames: [string, string];
   /** The `A` operand. */
   a: OperandSpec;
   /** The `B` operand. */
@@ -190,7 +191,6 @@ function gemmCode(spec: GemmSpec): GemmCode {
     throw new Error("gemm: A contiguous in M with B contiguous in K is not implemented");
   }
   return {
-    variableNames: spec.variableNames,
     a: spec.a,
     b: spec.b,
     outRow: spec.outRow ?? null,
@@ -202,10 +202,8 @@ function gemmCode(spec: GemmSpec): GemmCode {
 /** The head facts both GEMM programs share. */
 function gemmHead(p: GemmCode) {
   return {
-    variableNames: [...p.variableNames],
-    variableComponents: p.variableNames.map((name) =>
-      (name === p.a.buffer ? p.a.vec4 : p.b.vec4) ? 4 : 1
-    ),
+    variableNames: [p.a.buffer, p.b.buffer],
+    variableComponents: [p.a.vec4 ? 4 : 1, p.b.vec4 ? 4 : 1],
     outputComponent: p.outVec,
     uniforms: GEMM_UNIFORMS,
   };
@@ -311,30 +309,15 @@ function implicitGemmCode(p: GemmCode): string {
         c2 = fma(vec4<f32>(a.z), b, c2); c3 = fma(vec4<f32>(a.w), b, c3);
       }`;
   }
-  const store = [0, 1, 2, 3].map((i) => {
-    const row = `m0 + ty * 4 + ${i}`;
-    if (p.outVec === 4) {
-      return `{ let row = ${row};
-          if (row < uniforms.dimM && col < uniforms.dimN) {
-            result[(base + outRow(row) * uniforms.dimN + col) / 4] = c${i};
-          } }`;
-    }
-    return `{ let row = ${row};
-        if (row < uniforms.dimM) {
-          for (var j = 0; j < 4; j++) {
-            if (col + j < uniforms.dimN) {
-              result[base + outRow(row) * uniforms.dimN + col + j] = c${i}[j];
-            }
-          }
-        } }`;
-  }).join("\n");
+  const store = [0, 1, 2, 3].map((i) => storeC(`m0 + ty * 4 + ${i}`, "col", `c${i}`, p.outVec))
+    .join("\n");
   return `
       var<workgroup> As : array<vec4<f32>, ${aSize}>;
       var<workgroup> Bs : array<vec4<f32>, ${bSize}>;
       fn indexA(m : i32, k : i32) -> i32 { ${a.index} }
       fn indexB(n : i32, k : i32) -> i32 { ${b.index} }
       fn outRow(m : i32) -> i32 { ${p.outRow ?? "return m;"} }
-      ${mainHeader()} {
+      fn main() {
         let tx = i32(localId.x);
         let ty = i32(localId.y);
         let lid = i32(localIndex);
@@ -355,6 +338,24 @@ function implicitGemmCode(p: GemmCode): string {
         let base = i32(workgroupId.z) * uniforms.dimM * uniforms.dimN;
         let col = n0 + tx * 4;
         ${store}
+      }`;
+}
+
+/**
+ * WGSL: stores `acc`, the `vec4` of `C` at row `row` and columns `col..col+3`, where in bounds
+ * (through `outRow`, at `base`, the split's slice).
+ */
+function storeC(row: string, col: string, acc: string, outVec: number): string {
+  if (outVec === 4) {
+    return `if (${row} < uniforms.dimM && ${col} < uniforms.dimN) {
+          result[(base + outRow(${row}) * uniforms.dimN + ${col}) / 4] = ${acc};
+        }`;
+  }
+  return `if (${row} < uniforms.dimM) {
+        let o = base + outRow(${row}) * uniforms.dimN + ${col};
+        for (var l = 0; l < 4; l++) {
+          if (${col} + l < uniforms.dimN) { result[o + l] = ${acc}[l]; }
+        }
       }`;
 }
 
@@ -464,20 +465,7 @@ function registerGemmCode(p: GemmCode): string {
   }
   const step = bLoads.concat(aRows).join("\n");
   const store = range(RM).flatMap((i) =>
-    range(NQ).map((j) => {
-      const col = `n0 + ${4 * j}`;
-      if (p.outVec === 4) {
-        return `if (m0 + ${i} < uniforms.dimM && ${col} < uniforms.dimN) {
-            result[(base + outRow(m0 + ${i}) * uniforms.dimN + ${col}) / 4] = ${acc(i, j)};
-          }`;
-      }
-      return `if (m0 + ${i} < uniforms.dimM) {
-          let o = base + outRow(m0 + ${i}) * uniforms.dimN + ${col};
-          for (var l = 0; l < 4; l++) {
-            if (${col} + l < uniforms.dimN) { result[o + l] = ${acc(i, j)}[l]; }
-          }
-        }`;
-    })
+    range(NQ).map((j) => storeC(`m0 + ${i}`, `n0 + ${4 * j}`, acc(i, j), p.outVec))
   ).join("\n");
   return `
       fn indexA(m : i32, k : i32) -> i32 { ${a.index} }
@@ -511,9 +499,6 @@ function registerGemmCode(p: GemmCode): string {
  * The program for a spec: {@link REGISTER_GEMM} for the `register` layout, else
  * {@link IMPLICIT_GEMM}; its grid: column tiles, row tiles and splits for the tiled layout, a
  * flat grid of blocks of `C` for the register one.
- *
- * @param spec the product and its operands
- * @returns the program
  */
 export function makeGemmProgram(spec: GemmSpec): WebGPUProgram {
   const t = spec.tile;
@@ -536,29 +521,19 @@ export function makeGemmProgram(spec: GemmSpec): WebGPUProgram {
 }
 
 /**
- * The uniform values an {@link IMPLICIT_GEMM} reads.
+ * The uniform values a GEMM program reads: `dimM, dimN, dimK`, the reduction length per split
+ * (`chunk`, a multiple of the tile depth) and the tile steps per chunk.
  *
- * @param m rows of the product
- * @param n columns of the product
+ * @param spec the product
  * @param k reduction length
- * @param chunk reduction length per split (a multiple of the tile depth)
- * @param tk tile depth
+ * @param chunk reduction length per split
  * @returns the uniform list for `runWebGPUProgram`
  */
-export function gemmUniforms(
-  m: number,
-  n: number,
-  k: number,
-  chunk: number,
-  tk: number,
-): ProgramUniforms {
-  return [
-    { type: "int32", data: [m] },
-    { type: "int32", data: [n] },
-    { type: "int32", data: [k] },
-    { type: "int32", data: [chunk] },
-    { type: "int32", data: [Math.ceil(chunk / tk)] },
-  ];
+export function gemmUniforms(spec: GemmSpec, k: number, chunk: number): ProgramUniforms {
+  return [spec.m, spec.n, k, chunk, Math.ceil(chunk / spec.tile.tk)].map((v) => ({
+    type: "int32",
+    data: [v],
+  }));
 }
 
 /**
@@ -573,7 +548,7 @@ export const SPLIT_K_REDUCE: ProgramKernel<Record<string, never>> = {
     size: true,
     uniforms: "numSplits : i32,",
     code: () => `
-      ${mainHeader("index")} {
+      fn main(index : i32) {
         if (index < uniforms.size) {
           var s = 0.0;
           for (var z = 0; z < uniforms.numSplits; z++) {
@@ -585,12 +560,7 @@ export const SPLIT_K_REDUCE: ProgramKernel<Record<string, never>> = {
   }),
 };
 
-/**
- * The reduction of split-K partial products into one output.
- *
- * @param outputShape the final output shape
- * @returns the program (its uniform: `numSplits`)
- */
+/** The reduction of split-K partial products into one output (its uniform: `numSplits`). */
 export function splitKReduce(outputShape: number[]): WebGPUProgram {
   const size = outputShape.reduce((a, b) => a * b, 1);
   return program(SPLIT_K_REDUCE, {}, {
@@ -598,9 +568,4 @@ export function splitKReduce(outputShape: number[]): WebGPUProgram {
     dispatchLayout: { x: outputShape.map((_, i) => i) },
     dispatch: [Math.ceil(size / 64), 1, 1],
   });
-}
-
-/** The `fn main(...)` header the backend's `_start` calls (its `getMainHeaderString`). */
-function mainHeader(index?: string): string {
-  return index === undefined ? "fn main()" : `fn main(${index} : i32)`;
 }

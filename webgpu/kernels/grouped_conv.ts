@@ -39,11 +39,12 @@ import {
   groupedConvInfo,
 } from "../../ops/conv.ts";
 import { counters } from "../runtime/counters.ts";
-import type { ProgramUniforms } from "../runtime/tfjs.ts";
 import { type KernelEntry, program, type ProgramKernel } from "./declare.ts";
-import { splitKReduce } from "./gemm_program.ts";
+import { chooseSplits, splitKReduce } from "./gemm_program.ts";
 import { DEFAULT_SPLIT_POLICY, type SplitPolicy } from "./conv_gemm.ts";
 import { MAX_WORKGROUPS_PER_DIM } from "./wgsl.ts";
+
+type Info = tf.TensorInfo;
 
 /** Invocations per workgroup of every program here. */
 const WG = 64;
@@ -159,7 +160,7 @@ function groupedConvSpec(op: PositionOp, c: GroupedConvInfo): PositionSpec {
  * The forward convolution (`op = "forward"`, inputs `x`, `W`) or its input gradient
  * (`op = "inputGrad"`, inputs `dy`, `W`): one invocation per position and channel chunk.
  */
-export const GROUPED_CONV_POSITIONS: ProgramKernel<PositionParams> = {
+const GROUPED_CONV_POSITIONS: ProgramKernel<PositionParams> = {
   name: "gconv_positions",
   shader: (p) => ({
     variableNames: p.s.op === "forward" ? ["x", "W"] : ["dy", "W"],
@@ -182,27 +183,45 @@ interface PositionParams {
 }
 
 /**
- * The forward or input-gradient program of one convolution, and its uniforms.
- *
- * @param op forward or input gradient
- * @param c shape facts
- * @returns the program and the number of positions (its uniform)
+ * Runs the forward convolution (inputs `x`, `W`) or its input gradient (inputs `dy`, `W`): one
+ * dispatch.
  */
-export function groupedConvPositions(op: PositionOp, c: GroupedConvInfo) {
+function runPositions(
+  backend: WebGPUBackend,
+  op: PositionOp,
+  c: GroupedConvInfo,
+  inputs: [Info, Info],
+): Info {
   const s = groupedConvSpec(op, c);
   const srcChannels = op === "forward" ? c.inC : c.outC;
   const vecSrc = s.redG % 4 === 0 && srcChannels % 4 === 0;
   const outputShape = op === "forward"
     ? [c.batch, c.outH, c.outW, c.outC]
     : [c.batch, c.inH, c.inW, c.inC];
-  return {
-    program: program(GROUPED_CONV_POSITIONS, { c, s, vecSrc }, {
-      outputShape,
-      dispatchLayout: { x: [0], y: [1], z: [2] },
-      dispatch: s.dispatch,
-    }),
-    uniforms: [{ type: "int32", data: [s.positions] }] as ProgramUniforms,
-  };
+  stats[op]++;
+  stats.dispatches++;
+  const prog = program(GROUPED_CONV_POSITIONS, { c, s, vecSrc }, {
+    outputShape,
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: s.dispatch,
+  });
+  return backend.runWebGPUProgram(prog, inputs, "float32", [
+    { type: "int32", data: [s.positions] },
+  ]);
+}
+
+/**
+ * WGSL: stores the `vec4` `acc`, channels `4q..4q+3` of the invocation's chunk, at `result[at]`
+ * on, those of them below `limit` (channels of a group). With one chunk per group, `o0` is 0
+ * and which lanes are valid is known here.
+ */
+function storeLanes(at: string, acc: string, q: number, chunks: number, limit: number): string {
+  return [0, 1, 2, 3].map((j) => {
+    const lane = 4 * q + j;
+    const store = `result[${at} + ${lane}] = ${acc}[${j}];`;
+    if (chunks === 1) return lane < limit ? store : "";
+    return `if (o0 + ${lane} < ${limit}) { ${store} }`;
+  }).join(" ");
 }
 
 function positionCode(p: PositionParams): string {
@@ -246,15 +265,7 @@ function positionCode(p: PositionParams): string {
            let wr = wbase + rc * ${q4};
            ${fmas("v", "wr")}
          }`;
-  const stores = accs.map((q) =>
-    [0, 1, 2, 3].map((j) => {
-      const lane = 4 * q + j;
-      const store = `result[obase + ${lane}] = acc${q}[${j}];`;
-      // One chunk per group: o0 is 0, so the lane's validity is known here.
-      if (s.chunks === 1) return lane < s.outG ? store : "";
-      return `if (o0 + ${lane} < ${s.outG}) { ${store} }`;
-    }).join("\n")
-  ).join("\n");
+  const stores = accs.map((q) => storeLanes("obase", `acc${q}`, q, s.chunks, s.outG)).join("\n");
   return `
       var<workgroup> Ws : array<vec4<f32>, ${staged}>;
       fn main() {
@@ -315,16 +326,13 @@ function filterGradSpec(c: GroupedConvInfo, policy: SplitPolicy): FilterGradSpec
   const tiling = filterGradTiling(c);
   const { chunk, tp } = tiling;
   const chunks = Math.ceil(c.go / chunk);
-  const perSplit = c.groups * chunks;
-  let splits = Math.max(1, Math.ceil(policy.targetWorkgroups / perSplit));
-  splits = Math.min(splits, Math.max(1, Math.floor(positions / policy.minChunk)));
-  splits = Math.min(
-    splits,
-    Math.max(1, Math.floor((1 << 24) / (rows * c.outC))),
-    MAX_WORKGROUPS_PER_DIM,
-  );
-  const splitLen = Math.ceil(Math.ceil(positions / splits) / tp) * tp;
-  return { ...tiling, positions, rows, chunks, splits: Math.ceil(positions / splitLen), splitLen };
+  const { splits, chunk: splitLen } = chooseSplits(positions, c.groups * chunks, {
+    ...policy,
+    tk: tp,
+    mn: rows * c.outC,
+    maxSplits: MAX_WORKGROUPS_PER_DIM,
+  });
+  return { ...tiling, positions, rows, chunks, splits, splitLen };
 }
 
 /**
@@ -336,7 +344,7 @@ function filterGradSpec(c: GroupedConvInfo, policy: SplitPolicy): FilterGradSpec
  * (`tp x chunk`) in workgroup memory; invocation `t` owns filter row `t` (tap and input
  * channel) and all `chunk` output channels, as `vec4` accumulators.
  */
-export const GROUPED_CONV_FILTER_GRAD: ProgramKernel<FilterGradParams> = {
+const GROUPED_CONV_FILTER_GRAD: ProgramKernel<FilterGradParams> = {
   name: "gconv_filter_grad",
   shader: (p) => ({
     variableNames: ["x", "dy"],
@@ -410,16 +418,7 @@ function filterGradCode(p: FilterGradParams): string {
   const stores = ks.map((k) =>
     `if (lid + ${k * T} < ${s.rows}) {
         let out = obase + row${k} * ${c.outC};
-        ${
-      qs.map((q) =>
-        [0, 1, 2, 3].map((j) => {
-          const lane = 4 * q + j;
-          const store = `result[out + ${lane}] = acc${k}_${q}[${j}];`;
-          if (s.chunks === 1) return lane < c.go ? store : "";
-          return `if (o0 + ${lane} < ${c.go}) { ${store} }`;
-        }).join(" ")
-      ).join("\n")
-    }
+        ${qs.map((q) => storeLanes("out", `acc${k}_${q}`, q, s.chunks, c.go)).join("\n")}
       }`
   ).join("\n");
   return `
@@ -495,65 +494,16 @@ function filterGradCode(p: FilterGradParams): string {
 }
 
 /**
- * Runs the forward convolution on the webgpu backend (one dispatch).
- *
- * @param backend the tfjs webgpu backend
- * @param c shape facts
- * @param x input `[N, H, W, Cin]`
- * @param filter filter `[KH, KW, gi, Cout]`
- * @returns the output `[N, OH, OW, Cout]`
+ * Runs the filter gradient: the split partial products, then (when split) their sum.
+ * Intermediate buffers are released.
  */
-export function runGroupedConv(
+function runFilterGrad(
   backend: WebGPUBackend,
   c: GroupedConvInfo,
-  x: tf.TensorInfo,
-  filter: tf.TensorInfo,
-): tf.TensorInfo {
-  stats.forward++;
-  stats.dispatches++;
-  const { program, uniforms } = groupedConvPositions("forward", c);
-  return backend.runWebGPUProgram(program, [x, filter], "float32", uniforms);
-}
-
-/**
- * Runs the input gradient on the webgpu backend (one dispatch).
- *
- * @param backend the tfjs webgpu backend
- * @param c shape facts
- * @param dy gradient of the output `[N, OH, OW, Cout]`
- * @param filter filter `[KH, KW, gi, Cout]`
- * @returns the input gradient `[N, H, W, Cin]`
- */
-export function runGroupedConvInputGrad(
-  backend: WebGPUBackend,
-  c: GroupedConvInfo,
-  dy: tf.TensorInfo,
-  filter: tf.TensorInfo,
-): tf.TensorInfo {
-  stats.inputGrad++;
-  stats.dispatches++;
-  const { program, uniforms } = groupedConvPositions("inputGrad", c);
-  return backend.runWebGPUProgram(program, [dy, filter], "float32", uniforms);
-}
-
-/**
- * Runs the filter gradient on the webgpu backend: the split partial products, then (when
- * split) their sum. Intermediate buffers are released.
- *
- * @param backend the tfjs webgpu backend
- * @param c shape facts
- * @param x the convolution's input
- * @param dy gradient of its output
- * @param policy split knobs
- * @returns the filter gradient `[KH, KW, gi, Cout]`
- */
-export function runGroupedConvFilterGrad(
-  backend: WebGPUBackend,
-  c: GroupedConvInfo,
-  x: tf.TensorInfo,
-  dy: tf.TensorInfo,
-  policy: SplitPolicy = DEFAULT_SPLIT_POLICY,
-): tf.TensorInfo {
+  x: Info,
+  dy: Info,
+  policy: SplitPolicy,
+): Info {
   const { program, splits } = groupedConvFilterGrad(c, policy);
   stats.filterGrad++;
   stats.dispatches++;
@@ -571,8 +521,6 @@ export function runGroupedConvFilterGrad(
   backend.disposeData(partial.dataId);
   return out;
 }
-
-type Info = tf.TensorInfo;
 
 /** Checks float32 inputs and the shape facts; the kernels throw on anything else. */
 function checkedInfo(
@@ -624,7 +572,7 @@ export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
       const { x, filter } = args.inputs as { x: Info; filter: Info };
       const a = args.attrs as unknown as GroupedConvAttrs;
       const c = checkedInfo(x.shape, filter.shape, a, [x, filter]);
-      return runGroupedConv(args.backend as WebGPUBackend, c, x, filter);
+      return runPositions(args.backend as WebGPUBackend, "forward", c, [x, filter]);
     },
   },
   {
@@ -633,7 +581,7 @@ export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
       const { dy, filter } = args.inputs as { dy: Info; filter: Info };
       const a = args.attrs as unknown as GroupedConvAttrs & { inputShape: number[] };
       const c = checkedDy(checkedInfo(a.inputShape, filter.shape, a, [dy, filter]), dy);
-      return runGroupedConvInputGrad(args.backend as WebGPUBackend, c, dy, filter);
+      return runPositions(args.backend as WebGPUBackend, "inputGrad", c, [dy, filter]);
     },
   },
   {
@@ -642,7 +590,7 @@ export const GROUPED_CONV_KERNELS: readonly KernelEntry[] = [
       const { x, dy } = args.inputs as { x: Info; dy: Info };
       const a = args.attrs as unknown as GroupedConvAttrs & { filterShape: number[] };
       const c = checkedDy(checkedInfo(x.shape, a.filterShape, a, [x, dy]), dy);
-      return runGroupedConvFilterGrad(args.backend as WebGPUBackend, c, x, dy, policies.grouped);
+      return runFilterGrad(args.backend as WebGPUBackend, c, x, dy, policies.grouped);
     },
   },
 ];

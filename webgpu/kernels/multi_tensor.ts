@@ -45,6 +45,9 @@ interface GroupParams<P> {
   widths: number[];
 }
 
+/** The element type of an item's bindings of lane width `w`. */
+const lanes = (w: number) => (w === 4 ? "vec4<f32>" : "f32");
+
 const declarations = new WeakMap<object, DirectKernel<GroupParams<never>>>();
 
 /** The direct kernel of a multi-tensor kernel (one dispatch over items of given widths). */
@@ -53,8 +56,11 @@ function directKernelOf<P>(kernel: MultiTensorKernel<P>): DirectKernel<GroupPara
   if (!d) {
     d = {
       name: kernel.name,
+      storage: ({ params, widths }) =>
+        widths.flatMap((w, j) =>
+          kernel.accesses(params).map((a, m) => [`t${j}_${m}`, a, lanes(w)] as const)
+        ),
       code: ({ params, widths }) => shader(kernel, params, widths),
-      bindings: ({ params, widths }) => widths.flatMap(() => kernel.accesses(params)),
     };
     declarations.set(kernel, d as DirectKernel<GroupParams<never>>);
   }
@@ -87,24 +93,14 @@ export function itemsPerDispatch(backend: WebGPUBackend, perItem: number, name: 
 
 function shader<P>(kernel: MultiTensorKernel<P>, params: P, widths: number[]): string {
   const k = widths.length;
-  const lines: string[] = [];
-  let binding = 0;
-  widths.forEach((w, j) => {
-    const type = w === 4 ? "vec4<f32>" : "f32";
-    kernel.accesses(params).forEach((a, m) => {
-      const access = a === "read" ? "read" : "read_write";
-      lines.push(
-        `@group(0) @binding(${binding++}) var<storage, ${access}> t${j}_${m} : array<${type}>;`,
-      );
-    });
-  });
-  lines.push(
+  const binding = k * kernel.accesses(params).length;
+  const lines = [
     `struct Items { item : array<vec4<u32>, ${k}>, param : array<vec4<f32>, ${k}>, };`,
     `@group(0) @binding(${binding}) var<uniform> u : Items;`,
     flatMain(THREADS),
-  );
+  ];
   widths.forEach((w, j) => {
-    const body = kernel.body(params, (m) => `t${j}_${m}`, w === 4 ? "vec4<f32>" : "f32");
+    const body = kernel.body(params, (m) => `t${j}_${m}`, lanes(w));
     lines.push(
       `  if (wg < u.item[${j}].z) {`,
       `    let i = (wg - u.item[${j}].y) * ${THREADS}u + lid;`,

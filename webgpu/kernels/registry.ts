@@ -26,9 +26,6 @@ function isOurs(config: tf.KernelConfig | undefined): boolean {
 /**
  * Registers the kernels for the webgpu backend; ours already there are replaced (the policies
  * object may be another install's).
- *
- * @param entries the kernels
- * @param policies the tuning knobs their functions read
  */
 export function registerKernels(entries: readonly KernelEntry[], policies: TuningPolicies): void {
   for (const entry of entries) {
@@ -54,8 +51,6 @@ export function registerKernels(entries: readonly KernelEntry[], policies: Tunin
 /**
  * Removes those of the kernels that this toolkit registered, putting stock ones back.
  * Idempotent.
- *
- * @param entries the kernels
  */
 export function unregisterKernels(entries: readonly KernelEntry[]): void {
   for (const entry of entries) {
@@ -86,12 +81,7 @@ export function ownKernelRegistered(name: string): boolean {
   return isOurs(tf.getKernel(name, "webgpu"));
 }
 
-/**
- * Provides the extensions for the webgpu backend, or withdraws them.
- *
- * @param entries the extensions
- * @param on true to provide, false to withdraw
- */
+/** Provides the extensions for the webgpu backend, or withdraws them. */
 export function provideExtensions(entries: readonly ExtensionEntry[], on: boolean): void {
   for (const e of entries) provide("webgpu", e.name, on ? e.impl as never : null);
 }

@@ -11,12 +11,13 @@ import { SQUEEZE_EXCITE, SQUEEZE_EXCITE_GRAD } from "../../ops/squeeze_excite.ts
 import { type DirectKernel, runDirect, uninitialized } from "../runtime/direct.ts";
 import { counters } from "../runtime/counters.ts";
 import type { KernelEntry } from "./declare.ts";
-import { flatGrid, flatMain, type StorageDecl, storageDecls } from "./wgsl.ts";
+import { flatGrid, flatMain, read, write } from "./wgsl.ts";
 
 /** Calls of the kernels (the `squeezeExcite` counter group): proof they ran. */
 const stats = counters.group("squeezeExcite", { forward: 0, backward: 0 });
 
 type Info = tf.TensorInfo;
+type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 /** Invocations per workgroup of every dispatch. */
 const WG = 64;
@@ -43,11 +44,6 @@ function dimsOf(x: Info, w1: Info): Dims {
   const [n, h, w, c] = x.shape;
   const s = w1.shape[1];
   return { n, hw: h * w, c, s, vec: c % 4 === 0 ? 4 : 1 };
-}
-
-/** WGSL storage bindings in order. */
-function decls(names: StorageDecl[]): string {
-  return storageDecls(names);
 }
 
 /** Channel lanes per workgroup of the pooling passes (a power of two, at most 64). */
@@ -80,17 +76,13 @@ function poolGroups(d: Dims): [number, number, number] {
  * 56 x 56 map over many threads instead of one loop per channel.
  */
 function poolCode(d: Dims, grad: boolean): string {
-  const T = d.vec === 4 ? "vec4<f32>" : "f32";
+  const T = lane(d);
   const L = d.c / d.vec;
   const tile = poolTile(d), rows = poolRows(d);
   const offset = d.n * d.c / d.vec; // pooled (forward) and dz2 (backward) follow N * C values
-  const inputs: [string, "read", string][] = grad
-    ? [["dy", "read", T], ["x", "read", T]]
-    : [["x", "read", T]];
   const term = grad ? "dy[i] * x[i]" : "x[i]";
   const store = grad ? "acc" : `acc / ${T}(${d.hw}.0)`;
-  return `${decls([...inputs, ["out", "read_write", T]])}
-var<workgroup> partial : array<${T}, ${tile * rows}>;
+  return `var<workgroup> partial : array<${T}, ${tile * rows}>;
 @compute @workgroup_size(${tile * rows})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let lane = i32(lid) % ${tile};
@@ -123,16 +115,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
 function excitationCode(d: Dims): string {
   const { n: N, c: C, s: S } = d;
   const pooled = N * C, hidden = 2 * N * C;
-  return `${
-    decls([
-      ["saved", "read_write", "f32"],
-      ["w1", "read", "f32"],
-      ["b1", "read", "f32"],
-      ["w2", "read", "f32"],
-      ["b2", "read", "f32"],
-    ])
-  }
-@compute @workgroup_size(${WG})
+  return `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let n = i32(wid.x);
   let t = i32(lid);
@@ -161,16 +144,12 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
  * `scale` rows lead `saved`, the `dpooled` rows lead `work`.
  */
 function pixelCode(d: Dims, grad: boolean): string {
-  const T = d.vec === 4 ? "vec4<f32>" : "f32";
+  const T = lane(d);
   const L = d.c / d.vec;
-  const bindings: [string, "read" | "read_write", string][] = grad
-    ? [["dy", "read", T], ["saved", "read", T], ["work", "read", T], ["dx", "read_write", T]]
-    : [["x", "read", T], ["saved", "read", T], ["y", "read_write", T]];
   const body = grad
     ? `dx[index] = dy[index] * saved[r] + work[r] / ${T}(${d.hw}.0);`
     : `y[index] = x[index] * saved[r];`;
-  return `${decls(bindings)}
-${FLAT_MAIN}
+  return `${FLAT_MAIN}
   if (index >= ${d.n * d.hw * L}) {
     return;
   }
@@ -187,15 +166,7 @@ ${FLAT_MAIN}
 function backExcitationCode(d: Dims): string {
   const { n: N, c: C, s: S } = d;
   const dz2 = N * C, dz1 = 2 * N * C, hidden = 2 * N * C;
-  return `${
-    decls([
-      ["saved", "read", "f32"],
-      ["w1", "read", "f32"],
-      ["w2", "read", "f32"],
-      ["work", "read_write", "f32"],
-    ])
-  }
-@compute @workgroup_size(${WG})
+  return `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let n = i32(wid.x);
   let t = i32(lid);
@@ -232,17 +203,7 @@ function paramGradCode(d: Dims): string {
   const { n: N, c: C, s: S } = d;
   const pooled = N * C, hidden = 2 * N * C, dz2 = N * C, dz1 = 2 * N * C;
   const cs = C * S;
-  return `${
-    decls([
-      ["saved", "read", "f32"],
-      ["work", "read", "f32"],
-      ["dw1", "read_write", "f32"],
-      ["db1", "read_write", "f32"],
-      ["dw2", "read_write", "f32"],
-      ["db2", "read_write", "f32"],
-    ])
-  }
-${FLAT_MAIN}
+  return `${FLAT_MAIN}
   if (index < ${cs}) {
     let c = index / ${S};
     let j = index % ${S};
@@ -298,55 +259,55 @@ function checkInputs(x: Info, w1: Info, b1: Info, w2: Info, b2: Info): void {
   if (n * h * w * c * s === 0) throw new Error(`${SQUEEZE_EXCITE}: empty input`);
 }
 
+/** The element type of the per-pixel bindings. */
+const lane = (d: Dims) => (d.vec === 4 ? "vec4<f32>" : "f32");
+
 /** The direct kernels, by pass (the parameters are the call's sizes). */
 const POOL: DirectKernel<Dims> = {
   name: "se_pool",
+  storage: (d) => [read("x", lane(d)), write("out", lane(d))],
   code: (d) => poolCode(d, false),
-  bindings: () => ["read", "read_write"],
 };
 const EXCITE: DirectKernel<Dims> = {
   name: "se_excite",
-  code: (d) => excitationCode(d),
-  bindings: () => ["read_write", "read", "read", "read", "read"],
+  storage: () => [write("saved"), read("w1"), read("b1"), read("w2"), read("b2")],
+  code: excitationCode,
 };
 const SCALE: DirectKernel<Dims> = {
   name: "se_scale",
+  storage: (d) => [read("x", lane(d)), read("saved", lane(d)), write("y", lane(d))],
   code: (d) => pixelCode(d, false),
-  bindings: () => ["read", "read", "read_write"],
 };
 const DSCALE: DirectKernel<Dims> = {
   name: "se_dscale",
+  storage: (d) => [read("dy", lane(d)), read("x", lane(d)), write("out", lane(d))],
   code: (d) => poolCode(d, true),
-  bindings: () => ["read", "read", "read_write"],
 };
 const BACK_EXCITE: DirectKernel<Dims> = {
   name: "se_back_excite",
-  code: (d) => backExcitationCode(d),
-  bindings: () => ["read", "read", "read", "read_write"],
+  storage: () => [read("saved"), read("w1"), read("w2"), write("work")],
+  code: backExcitationCode,
 };
 const PARAM_GRADS: DirectKernel<Dims> = {
   name: "se_params",
-  code: (d) => paramGradCode(d),
-  bindings: () => ["read", "read", "read_write", "read_write", "read_write", "read_write"],
+  storage:
+    () => [read("saved"), read("work"), ...["dw1", "db1", "dw2", "db2"].map((n) => write(n))],
+  code: paramGradCode,
 };
 const DX: DirectKernel<Dims> = {
   name: "se_dx",
+  storage: (d) => [...["dy", "saved", "work"].map((n) => read(n, lane(d))), write("dx", lane(d))],
   code: (d) => pixelCode(d, true),
-  bindings: () => ["read", "read", "read", "read_write"],
 };
 
 /**
- * Runs the forward op on the webgpu backend: three direct dispatches (pool, the per-sample
- * excitation, the scaling).
- *
- * @param backend the tfjs webgpu backend
- * @param inputs `x` `[N, H, W, C]`, `w1` `[C, S]`, `b1` `[S]`, `w2` `[S, C]`, `b2` `[C]`
- * @returns `[y, saved]` (see the module doc)
+ * The forward op: three direct dispatches (pool, the per-sample excitation, the scaling). Inputs
+ * `x` `[N, H, W, C]`, `w1` `[C, S]`, `b1` `[S]`, `w2` `[S, C]`, `b2` `[C]`; returns
+ * `[y, saved]` (see the module doc).
  */
-export function runSqueezeExcite(
-  backend: WebGPUBackend,
-  inputs: { x: Info; w1: Info; b1: Info; w2: Info; b2: Info },
-): Info[] {
+function squeezeExcite(args: KernelArgs): Info[] {
+  const backend = args.backend as WebGPUBackend;
+  const inputs = args.inputs as Record<"x" | "w1" | "b1" | "w2" | "b2", Info>;
   const { x, w1, b1, w2, b2 } = inputs;
   checkInputs(x, w1, b1, w2, b2);
   const d = dimsOf(x, w1);
@@ -369,17 +330,13 @@ export function runSqueezeExcite(
 }
 
 /**
- * Runs the gradient op on the webgpu backend: four direct dispatches (`dscale`, the per-sample
- * back-propagation through the excitation, the parameter gradients, `dx`).
- *
- * @param backend the tfjs webgpu backend
- * @param inputs the upstream gradient `dy`, the forward's `x`, `w1`, `w2` and its `saved` output
- * @returns `[dx, dw1, db1, dw2, db2]`
+ * The gradient op: four direct dispatches (`dscale`, the per-sample back-propagation through the
+ * excitation, the parameter gradients, `dx`). Inputs: the upstream gradient `dy`, the forward's
+ * `x`, `w1`, `w2` and its `saved` output; returns `[dx, dw1, db1, dw2, db2]`.
  */
-export function runSqueezeExciteGrad(
-  backend: WebGPUBackend,
-  inputs: { dy: Info; x: Info; w1: Info; w2: Info; saved: Info },
-): Info[] {
+function squeezeExciteGrad(args: KernelArgs): Info[] {
+  const backend = args.backend as WebGPUBackend;
+  const inputs = args.inputs as Record<"dy" | "x" | "w1" | "w2" | "saved", Info>;
   const { dy, x, w1, w2, saved } = inputs;
   const d = dimsOf(x, w1);
   if (dy.shape.join() !== x.shape.join() || saved.shape.join() !== `${savedSize(d)}`) {
@@ -415,20 +372,6 @@ export function runSqueezeExciteGrad(
 
 /** The kernels of this file, for the registration list (`list.ts`). */
 export const SQUEEZE_EXCITE_KERNELS: readonly KernelEntry[] = [
-  {
-    kernelName: SQUEEZE_EXCITE,
-    make: () => (args) =>
-      runSqueezeExcite(
-        args.backend as WebGPUBackend,
-        args.inputs as Parameters<typeof runSqueezeExcite>[1],
-      ),
-  },
-  {
-    kernelName: SQUEEZE_EXCITE_GRAD,
-    make: () => (args) =>
-      runSqueezeExciteGrad(
-        args.backend as WebGPUBackend,
-        args.inputs as Parameters<typeof runSqueezeExciteGrad>[1],
-      ),
-  },
+  { kernelName: SQUEEZE_EXCITE, make: () => squeezeExcite },
+  { kernelName: SQUEEZE_EXCITE_GRAD, make: () => squeezeExciteGrad },
 ];

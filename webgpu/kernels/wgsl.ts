@@ -1,9 +1,10 @@
 /**
  * WGSL snippets shared by the kernels of this folder (and their grids): the flat entry point
- * over a grid of more than 65,535 workgroups, and storage binding declarations.
+ * over a grid of more than 65,535 workgroups, and the storage bindings of direct kernels.
  *
  * @module
  */
+import type { StorageBinding } from "../runtime/direct.ts";
 
 /** Largest number of workgroups in one dimension that every WebGPU device allows. */
 export const MAX_WORKGROUPS_PER_DIM = 65535;
@@ -38,17 +39,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : v
   let index = i32(wg * ${workgroupSize}u + lid);`;
 }
 
-/** A storage binding: its WGSL name, its access and its element type. */
-export type StorageDecl = [name: string, access: "read" | "read_write", type: string];
-
-/**
- * WGSL: storage bindings `@group(0) @binding(i)`, one a line, in order.
- *
- * @param names the bindings
- * @returns the WGSL
- */
-export function storageDecls(names: readonly StorageDecl[]): string {
-  return names.map(([name, access, type], i) =>
-    `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;`
-  ).join("\n");
-}
+/** A read-only storage binding of a direct kernel (of f32 unless `type` says otherwise). */
+export const read = (name: string, type = "f32"): StorageBinding => [name, "read", type];
+/** A read-write storage binding of a direct kernel (of f32 unless `type` says otherwise). */
+export const write = (name: string, type = "f32"): StorageBinding => [name, "read_write", type];

@@ -56,12 +56,7 @@ interface DeviceCache {
 
 const caches = new WeakMap<GPUDevice, DeviceCache>();
 
-/**
- * The cache of a device.
- *
- * @param device the backend's device
- * @returns its cache
- */
+/** The cache of a device. */
 export function cacheOf(device: GPUDevice): DeviceCache {
   let c = caches.get(device);
   if (!c) {
@@ -80,12 +75,7 @@ export function cacheOf(device: GPUDevice): DeviceCache {
 /** Uniform buffers that live captures bind, with their counts: never destroyed by a drop. */
 const pinned = new Map<GPUBuffer, number>();
 
-/**
- * Pins (`+1`) or unpins (`-1`) a uniform buffer for a capture's life.
- *
- * @param buffer the uniform buffer
- * @param delta +1 or -1
- */
+/** Pins (`+1`) or unpins (`-1`) a uniform buffer for a capture's life. */
 export function pinUniform(buffer: GPUBuffer, delta: 1 | -1): void {
   const n = (pinned.get(buffer) ?? 0) + delta;
   if (n > 0) pinned.set(buffer, n);
@@ -95,8 +85,6 @@ export function pinUniform(buffer: GPUBuffer, delta: 1 | -1): void {
 /**
  * Drops a device's cached uniform buffers and bind groups (the one eviction rule): submits what
  * is recorded (it may bind them), then destroys every unpinned uniform buffer.
- *
- * @param be the backend internals
  */
 export function dropCached(be: BackendInternals): void {
   const c = cacheOf(be.device);
@@ -106,14 +94,7 @@ export function dropCached(be: BackendInternals): void {
   c.bindGroups.clear();
 }
 
-/**
- * The uniform buffer holding exactly `bytes[0, size)`, made and written on a miss.
- *
- * @param be the backend internals
- * @param bytes the uniform block
- * @param size its length in bytes (even)
- * @returns the buffer, and whether it was cached
- */
+/** The uniform buffer holding exactly `bytes[0, size)`, made and written on a miss. */
 export function uniformBuffer(
   be: BackendInternals,
   bytes: ArrayBuffer,
@@ -134,16 +115,7 @@ export function uniformBuffer(
   return { buffer, hit: false };
 }
 
-/**
- * The bind group binding `buffers` at 0, 1, ... and `uniform` (when given) after them.
- *
- * @param be the backend internals
- * @param pipeline the pipeline (part of the key)
- * @param layout its bind group 0 layout (used on a miss)
- * @param buffers the storage buffers, in binding order
- * @param uniform the uniform buffer, or `null`
- * @returns the bind group, and whether it was cached
- */
+/** The bind group binding `buffers` at 0, 1, ... and `uniform` (when given) after them. */
 export function bindGroupOf(
   be: BackendInternals,
   pipeline: GPUComputePipeline,
@@ -171,13 +143,7 @@ export function bindGroupOf(
   return { bindGroup, hit: false };
 }
 
-/**
- * The bind group 0 layout of a tfjs pipeline (`getBindGroupLayout`, asked once per pipeline).
- *
- * @param be the backend internals
- * @param pipeline a pipeline with an automatic layout
- * @returns its layout
- */
+/** The bind group 0 layout of a tfjs pipeline (`getBindGroupLayout`, asked once per pipeline). */
 export function programLayout(be: BackendInternals, pipeline: GPUComputePipeline) {
   const layouts = cacheOf(be.device).programLayouts;
   let layout = layouts.get(pipeline);

@@ -53,11 +53,7 @@ function programName(p: ProgramLike | undefined): string | null {
   return key.length > 160 ? `${key.slice(0, 157)}...` : key;
 }
 
-/**
- * Starts watching the errors of the backend's device (idempotent per device).
- *
- * @param backend the tfjs webgpu backend
- */
+/** Starts watching the errors of the backend's device (idempotent per device). */
 export function watchDevice(backend: WebGPUBackend): void {
   const be = internals(backend);
   const device = be.device;
@@ -98,11 +94,7 @@ export function watchDevice(backend: WebGPUBackend): void {
   }
 }
 
-/**
- * Stops watching the errors of the backend's device.
- *
- * @param backend the tfjs webgpu backend
- */
+/** Stops watching the errors of the backend's device. */
 export function unwatchDevice(backend: WebGPUBackend): void {
   const device = internals(backend).device;
   const w = watches.get(device);

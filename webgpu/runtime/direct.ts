@@ -37,23 +37,25 @@ import {
 /** How a direct dispatch binds a tensor. */
 export type Access = "read" | "read_write";
 
+/** A storage binding of a direct kernel: its WGSL name, its access and its element type. */
+export type StorageBinding = readonly [name: string, access: Access, type: string];
+
 /**
  * A direct kernel's declaration: its family name, and from its parameters (everything the WGSL
- * depends on, and nothing else) the whole WGSL module and the accesses of its tensor bindings.
- * The pipeline cache key is {@link kernelKey}`(name, params)`: two calls share a pipeline
- * exactly when they have the same parameters, so the same key always comes with the same code.
+ * depends on, and nothing else) its storage bindings and the rest of its WGSL module. The
+ * pipeline cache key is {@link kernelKey}`(name, params)`: two calls share a pipeline exactly
+ * when they have the same parameters, so the same key always comes with the same code.
  */
 export interface DirectKernel<P> {
   /** The kernel family (also the pipeline's label prefix). */
   name: string;
+  /** The tensor bindings `@group(0) @binding(i)`, in order (`runDirect` declares them). */
+  storage(params: P): readonly StorageBinding[];
   /**
-   * The whole WGSL module: tensor bindings `@group(0) @binding(i)` in the order of
-   * {@link DirectKernel.bindings}, then (when the call has uniforms) a uniform buffer at the next
-   * binding, and a `@compute` entry point named `main`. Called once per pipeline.
+   * The WGSL after the storage bindings: (when the call has uniforms) a uniform buffer at the
+   * next binding, and a `@compute` entry point named `main`. Called once per pipeline.
    */
   code(params: P): string;
-  /** The accesses of the tensor bindings, in binding order. */
-  bindings(params: P): readonly Access[];
 }
 
 /** One call of a direct kernel: the tensors bound, the uniform bytes, the grid. */
@@ -85,9 +87,6 @@ export function kernelKey(name: string, params: unknown): string {
 /**
  * The most storage buffers one direct dispatch may bind on this backend's device (its
  * `maxStorageBuffersPerShaderStage`; 8 unless the device was created with more).
- *
- * @param backend the webgpu backend
- * @returns the limit
  */
 export function maxStorageBindings(backend: WebGPUBackend): number {
   return internals(backend).device.limits.maxStorageBuffersPerShaderStage;
@@ -139,7 +138,8 @@ export function runDirect<P>(
 ): void {
   const be = internals(backend);
   const key = kernelKey(kernel.name, params);
-  const accesses = kernel.bindings(params);
+  const storage = kernel.storage(params);
+  const accesses = storage.map((b) => b[1]);
   if (accesses.length !== call.tensors.length) {
     throw new Error(
       `direct dispatch ${key}: ${call.tensors.length} tensors for ${accesses.length} bindings`,
@@ -158,7 +158,11 @@ export function runDirect<P>(
   const pipelines = cacheOf(be.device).pipelines;
   let pipeline = pipelines.get(key);
   if (!pipeline) {
-    const module = be.device.createShaderModule({ code: kernel.code(params), label: key });
+    const decls = storage.map(([name, access, type], i) =>
+      `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<${type}>;\n`
+    );
+    const code = decls.join("") + kernel.code(params);
+    const module = be.device.createShaderModule({ code, label: key });
     pipeline = be.device.createComputePipeline({
       layout: layout.pipeline,
       compute: { module, entryPoint: "main" },
@@ -184,9 +188,6 @@ export function runDirect<P>(
 /**
  * Drops the CPU copy of a tensor's values that tfjs keeps after a read back: call it for every
  * tensor whose buffer a replayed command stream writes, so that the next read sees the GPU.
- *
- * @param backend the webgpu backend
- * @param t the tensor written on the GPU
  */
 export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
   forgetValues(internals(backend), t);
@@ -195,10 +196,6 @@ export function forgetCpuCopy(backend: WebGPUBackend, t: tf.TensorInfo): void {
 /**
  * Makes a variable writable in place: when another tfjs tensor shares its data (a variable
  * assigned from a tensor that is still alive), the variable moves to a copy of its own first.
- *
- * @param backend the webgpu backend
- * @param v the variable
- * @returns `v`
  */
 export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable {
   const refs = refCountOf(internals(backend), v);
@@ -210,26 +207,14 @@ export function ownForWrite(backend: WebGPUBackend, v: tf.Variable): tf.Variable
   return v;
 }
 
-/**
- * A new tensor with `t`'s values in a buffer of its own (one buffer copy on the GPU).
- *
- * @param backend the webgpu backend
- * @param t the tensor to copy
- * @returns the copy, as a tfjs tensor the caller owns
- */
+/** A new tensor with `t`'s values in a buffer of its own (one buffer copy on the GPU). */
 export function privateCopy(backend: WebGPUBackend, t: tf.TensorInfo): tf.Tensor {
   const info = backend.makeTensorInfo(t.shape, t.dtype);
   copyTensor(backend, t, info);
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
-/**
- * Records a copy of `src`'s values into `dst` (same size and dtype) in the command stream.
- *
- * @param backend the webgpu backend
- * @param src the tensor read
- * @param dst the tensor written
- */
+/** Records a copy of `src`'s values into `dst` (same size and dtype) in the command stream. */
 export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.TensorInfo): void {
   const be = internals(backend);
   const from = bufferOf(be, src), to = bufferOf(be, dst);
@@ -245,10 +230,6 @@ export function copyTensor(backend: WebGPUBackend, src: tf.TensorInfo, dst: tf.T
 /**
  * A new float32 tensor whose buffer is allocated but not written (its values are undefined until
  * a direct dispatch writes all of them).
- *
- * @param backend the webgpu backend
- * @param shape the shape
- * @returns the tensor
  */
 export function uninitialized(backend: WebGPUBackend, shape: number[]): tf.Tensor {
   const info = backend.makeTensorInfo(shape, "float32");

@@ -96,23 +96,20 @@ export interface BackendInternals {
   makeUniforms(fields: UniformField[]): unknown;
 }
 
-/** The names of the methods the runtime wraps (`patches.ts`), by role. */
+/**
+ * The names of the methods the runtime wraps (`patches.ts`), by role: one tfjs program, the
+ * recording of its dispatch, the submit of the command encoder, the layout and write of a
+ * program's uniform buffer, a read back to the host, `dataSync()`/`arraySync()`, and a buffer
+ * from and back to the pool.
+ */
 export const METHODS = {
-  /** `WebGPUBackend.runWebGPUProgram`: one tfjs program. */
   run: "runWebGPUProgram",
-  /** `WebGPUBackend.recordAndSubmit`: records a program's dispatch. */
   record: "recordAndSubmit",
-  /** `WebGPUBackend.submitQueue`: submits the command encoder. */
   submit: "submitQueue",
-  /** `WebGPUBackend.makeUniforms`: lays out and writes a program's uniform buffer. */
   uniforms: "makeUniforms",
-  /** `WebGPUBackend.getBufferData`: a read back to the host. */
   read: "getBufferData",
-  /** `WebGPUBackend.readSync`: `dataSync()` and `arraySync()`. */
   readSync: "readSync",
-  /** `BufferManager.acquireBuffer`: a buffer from the pool. */
   acquire: "acquireBuffer",
-  /** `BufferManager.releaseBuffer`: a buffer back to the pool. */
   release: "releaseBuffer",
 } as const satisfies Record<
   string,
@@ -165,12 +162,7 @@ export function assertTfjsInternals(backend: WebGPUBackend): void {
   }
 }
 
-/**
- * The backend's private members, typed.
- *
- * @param backend the webgpu backend
- * @returns the same object, seen through {@link BackendInternals}
- */
+/** The backend's private members, typed (the same object). */
 export function internals(backend: WebGPUBackend): BackendInternals {
   return backend as unknown as BackendInternals;
 }
@@ -186,8 +178,6 @@ interface EngineInternals {
  * makes the device tfjs 4.22's factory makes (same features and limits) but with up to
  * `storageBindings` storage buffers per shader stage where the adapter allows. A backend made
  * earlier is left as it is.
- *
- * @param storageBindings storage buffers per shader stage wanted
  */
 export function registerWebGpuFactory(storageBindings: number): void {
   const engine = tf.engine() as unknown as EngineInternals;
@@ -229,9 +219,6 @@ const EXPLAINED = Symbol.for("regnet-vision.explainedSyncReads");
  * 2D canvas exists, such a read throws `message` instead (a listener on `readSync`, installed
  * once per backend); tensors whose values are on the CPU (read before, or never uploaded) still
  * read synchronously.
- *
- * @param backend the webgpu backend
- * @param message the error's message
  */
 export function explainSyncReads(backend: WebGPUBackend, message: string): void {
   if (typeof OffscreenCanvas !== "undefined" && new OffscreenCanvas(1, 1).getContext("2d")) return;
@@ -251,19 +238,12 @@ export function explainSyncReads(backend: WebGPUBackend, message: string): void 
  * Silences tfjs's cpu backend's advice to install tfjs-node (a native Node.js addon), printed on
  * its first write when it sees Node.js APIs: Deno has them but cannot use that addon. Sets the
  * backend's private `firstUse`.
- *
- * @param backend tfjs's cpu backend
  */
 export function quietCpuBackend(backend: tf.KernelBackend): void {
   (backend as unknown as { firstUse?: boolean }).firstUse = false;
 }
 
-/**
- * The initialised `webgpu` backend, or `null` (the engine's registry, not `tf.findBackend`,
- * which would start initialising one).
- *
- * @returns the backend instance
- */
+/** The initialised `webgpu` backend, or `null` (the engine's registry: no initialisation). */
 export function registeredWebGpuBackend(): WebGPUBackend | null {
   const registry = (tf.engine() as unknown as Partial<EngineInternals>).registry;
   const b = registry?.["webgpu"] as WebGPUBackend | undefined;
@@ -271,12 +251,7 @@ export function registeredWebGpuBackend(): WebGPUBackend | null {
   return b;
 }
 
-/**
- * The adapter information the backend keeps, if any.
- *
- * @param backend the webgpu backend
- * @returns tfjs's copy of the adapter info
- */
+/** The adapter information the backend keeps, if any. */
 export function adapterInfoOf(
   backend: WebGPUBackend,
 ): (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined {
@@ -284,13 +259,9 @@ export function adapterInfoOf(
     ?.adapterInfo as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined;
 }
 
-/**
- * The GPU buffer of a tensor, uploading it first when its values are still on the CPU.
- *
- * @param be the backend internals
- * @param t the tensor
- * @returns its buffer
- */
+// Accessors of the backend's tensor map, command encoder and buffer pool (`be`: its internals).
+
+/** The GPU buffer of a tensor, uploading it first when its values are still on the CPU. */
 export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
   be.uploadToGPU(t.dataId);
   const resource = be.tensorMap.get(t.dataId)?.resource;
@@ -300,59 +271,29 @@ export function bufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer {
   return resource;
 }
 
-/**
- * The buffer a tensor has now, without uploading (`undefined` when its data is not a buffer).
- *
- * @param be the backend internals
- * @param t the tensor
- * @returns its buffer
- */
+/** The buffer a tensor has now, without uploading (`undefined` when its data is not a buffer). */
 export function currentBufferOf(be: BackendInternals, t: tf.TensorInfo): GPUBuffer | undefined {
   const r = be.tensorMap.get(t.dataId)?.resource;
   return r instanceof GPUBuffer ? r : undefined;
 }
 
-/**
- * Drops the CPU copy of a tensor's values that tfjs keeps after a read back (stale once the GPU
- * writes the buffer).
- *
- * @param be the backend internals
- * @param t the tensor
- */
+/** Drops the CPU copy tfjs keeps of a tensor read back (stale once the GPU writes the buffer). */
 export function forgetValues(be: BackendInternals, t: tf.TensorInfo): void {
   const data = be.tensorMap.get(t.dataId);
   if (data && data.resource instanceof GPUBuffer) data.values = null;
 }
 
-/**
- * How many tfjs tensors share a tensor's data (0 when tfjs has no record of it).
- *
- * @param be the backend internals
- * @param t the tensor
- * @returns the reference count
- */
+/** How many tfjs tensors share a tensor's data (0 when tfjs has no record of it). */
 export function refCountOf(be: BackendInternals, t: tf.TensorInfo): number {
   return be.tensorMap.get(t.dataId)?.refCount ?? 0;
 }
 
-/**
- * Keeps tensors' buffers alive until the next submit, as tfjs does for its own programs.
- *
- * @param be the backend internals
- * @param tensors the tensors bound by a recorded command
- */
+/** Keeps a recorded command's tensors alive until the next submit, as tfjs does for its own. */
 export function holdUntilSubmit(be: BackendInternals, tensors: readonly tf.TensorInfo[]): void {
   for (const t of tensors) be.commandQueueOwnedIds.add(t.dataId);
 }
 
-/**
- * Encodes one dispatch in the backend's current compute pass (opening one when needed).
- *
- * @param be the backend internals
- * @param pipeline the pipeline
- * @param bindGroup its bind group 0
- * @param workgroups workgroups per dimension
- */
+/** Encodes one dispatch in the backend's current compute pass (opening one when needed). */
 export function encodeDispatch(
   be: BackendInternals,
   pipeline: GPUComputePipeline,
@@ -367,12 +308,7 @@ export function encodeDispatch(
   pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
 }
 
-/**
- * Counts a dispatch in the current pass as tfjs does, and submits when the pass holds
- * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` of them.
- *
- * @param be the backend internals
- */
+/** Counts a dispatch in the pass as tfjs does; submits at {@link SUBMIT_FLAG} dispatches. */
 export function countInPass(be: BackendInternals): void {
   be.dispatchCountInPass++;
   if ((tf.env().get(SUBMIT_FLAG) as number) <= be.dispatchCountInPass) {
@@ -381,35 +317,19 @@ export function countInPass(be: BackendInternals): void {
   }
 }
 
-/**
- * Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now.
- *
- * @param be the backend internals
- * @returns true when tfjs's timers are active
- */
+/** Whether a profiler (`tf.profile`, `tf.time`) is timing kernels now. */
 export function timersActive(be: BackendInternals): boolean {
   return be.activeTimers != null;
 }
 
-/**
- * Encodes a buffer copy (outside any compute pass).
- *
- * @param be the backend internals
- * @param src the buffer read
- * @param dst the buffer written
- * @param size bytes
- */
+/** Encodes a copy of `size` bytes from `src` to `dst` (outside any compute pass). */
 export function encodeCopy(be: BackendInternals, src: GPUBuffer, dst: GPUBuffer, size: number) {
   be.ensureCommandEncoderReady();
   be.endComputePassEncoder();
   be.commandEncoder!.copyBufferToBuffer(src, 0, dst, 0, size);
 }
 
-/**
- * Submits what is recorded, if anything.
- *
- * @param be the backend internals
- */
+/** Submits what is recorded, if anything. */
 export function flushCommands(be: BackendInternals): void {
   if (be.commandEncoder) {
     be.endComputePassEncoder();
@@ -417,26 +337,15 @@ export function flushCommands(be: BackendInternals): void {
   }
 }
 
-/**
- * The key of tfjs's buffer pool lists (and of a capture's parked buffers): size and usage.
- *
- * @param size bytes
- * @param usage the usage flags
- * @returns the key
- */
+/** The key of tfjs's buffer pool lists (and of a capture's parked buffers): size and usage. */
 export function poolKey(size: number, usage: number): string {
   return `${size}_${usage}`;
 }
 
 /**
  * Hands out one particular free buffer of tfjs's pool, with the bookkeeping of tfjs's
- * `acquireBuffer` (free list, used list, counts, bytes in use).
- *
- * @param bm the buffer manager
- * @param size the size asked for
- * @param usage the usage asked for
- * @param buffer the buffer wanted
- * @returns true when `buffer` was free for that size and usage (it is now in use)
+ * `acquireBuffer` (free list, used list, counts, bytes in use); false when `buffer` is not free
+ * for that size and usage.
  */
 export function takeFreeBuffer(
   bm: BufferManagerInternals,
@@ -458,14 +367,7 @@ export function takeFreeBuffer(
   return true;
 }
 
-/**
- * Whether tfjs's pool has a free buffer of that size and usage.
- *
- * @param bm the buffer manager
- * @param size the size
- * @param usage the usage
- * @returns true when one is free
- */
+/** Whether tfjs's pool has a free buffer of that size and usage. */
 export function hasFreeBuffer(bm: BufferManagerInternals, size: number, usage: number): boolean {
   return (bm.freeBuffers.get(poolKey(size, usage))?.length ?? 0) > 0;
 }
@@ -478,13 +380,7 @@ function alignmentOf(n: number): number {
 /**
  * The uniform fields tfjs's `runWebGPUProgram` prepends for a non-pixel program (NaN, Infinity,
  * each input's shape and strides, the output's, the size when `program.size`), then the
- * program's own.
- *
- * @param program the program
- * @param output the output tensor
- * @param inputs the input tensors
- * @param programUniforms the program-defined uniforms
- * @returns the fields in tfjs's order
+ * program's own (`programUniforms`).
  */
 export function uniformFields(
   program: ProgramLike,

@@ -1,6 +1,6 @@
 /**
  * Backend bootstrap: picks tfjs's `webgpu` backend on Deno's built-in `navigator.gpu`, reports
- * the adapter it got in one line, and falls back to tfjs's `cpu` backend with a clear message.
+ * the adapter it got in one line, and uses tfjs's `cpu` backend instead, saying so, where there is none.
  *
  * @module
  */
@@ -178,7 +178,7 @@ function quietCpuBackends(): void {
 const quietFactories = new WeakSet<object>();
 
 /**
- * Sets the tfjs backend: `webgpu` by default, falling back to `cpu` with a message when Deno
+ * Sets the tfjs backend: `webgpu` by default, tfjs's `cpu` backend (with a message) when Deno
  * offers no WebGPU adapter. Reports the choice in one line.
  *
  * @param options which backend to ask for and where to report
@@ -200,7 +200,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   if (wanted === "webgpu") {
     const probe = await probeAdapter();
     if (probe === null) {
-      log?.("backend: no WebGPU adapter found, falling back to tfjs cpu backend (slow)");
+      log?.("backend: no WebGPU adapter found; using tfjs's cpu backend (slow)");
     } else {
       registerWebGpuFactory(STORAGE_BINDINGS_WANTED);
       if (await tf.setBackend("webgpu")) {
@@ -212,7 +212,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
         log?.(`backend: webgpu on "${probe.name}" (${kind})`);
         return { backend: "webgpu", adapter: probe.name, fallbackAdapter: probe.fallback };
       }
-      log?.(`backend: webgpu failed to start on "${probe.name}", falling back to tfjs cpu`);
+      log?.(`backend: webgpu failed to start on "${probe.name}"; using tfjs's cpu backend`);
     }
   }
   await tf.setBackend("cpu");

@@ -2,7 +2,7 @@
  * Which ops have a kernel on the current backend, asked without naming a backend: an op runs its
  * fused kernel where {@link kernelAccepts} says so, else its composite of tf ops. A backend that
  * registers a kernel with limits (shapes it cannot take) declares them with
- * {@link declareLimits}; the op then falls back to the composite beyond them.
+ * {@link declareLimits}; beyond them the op runs its composite of tf ops.
  *
  * @module
  */

@@ -279,7 +279,7 @@ Deno.test("fast conv kernels: split-K is taken where the reduction is long", () 
 });
 
 Deno.test({
-  name: "fast conv kernels: unsupported configurations fall back to the stock kernel",
+  name: "fast conv kernels: unsupported configurations run tfjs's own kernel",
   ignore: !hasAdapter,
   async fn() {
     try {

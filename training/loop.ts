@@ -217,7 +217,7 @@ interface TrainingStep {
 
 /**
  * The training step: captured once and replayed (`captured.ts`), which logs once each time it
- * falls back to tfjs and why; or, with `eager`, tfjs's `trainBatch` every time.
+ * runs through tfjs and why; or, with `eager`, tfjs's `trainBatch` every time.
  */
 function chooseStep(
   model: tf.LayersModel,

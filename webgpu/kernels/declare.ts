@@ -87,7 +87,7 @@ export interface KernelEntry {
   kernelName: string;
   /**
    * Makes the kernel function. `policies` is the install's (read at each call, so a second
-   * install's knobs apply); `stock` is tfjs's own kernel for a replaced op (the fallback for
+   * install's knobs apply); `stock` is tfjs's own kernel for a replaced op (what runs the
    * calls our kernel does not cover), undefined for an op of our own.
    */
   make(policies: TuningPolicies, stock?: tf.KernelFunc): tf.KernelFunc;

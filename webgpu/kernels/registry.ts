@@ -1,7 +1,7 @@
 /**
  * Registering the kernels of the list (`list.ts`) for the webgpu backend and removing them:
  * kernels of our own ops are added; kernels that replace a stock tfjs kernel keep the stock one
- * (their fallback) and put it back when removed. Our kernel functions are marked, so that a
+ * (tfjs's own kernel) and put it back when removed. Our kernel functions are marked, so that a
  * second copy of these modules recognises them.
  *
  * @module
@@ -31,17 +31,17 @@ export function registerKernels(entries: readonly KernelEntry[], policies: Tunin
   for (const entry of entries) {
     const name = entry.kernelName;
     const current = tf.getKernel(name, "webgpu");
-    let fallback: tf.KernelFunc | undefined;
+    let stockKernel: tf.KernelFunc | undefined;
     if (entry.replacesStock) {
       const original = isOurs(current) ? stock.get(name) : current;
       if (original === undefined) continue; // no stock kernel to replace
       if (!isOurs(current)) stock.set(name, original);
-      fallback = original.kernelFunc;
+      stockKernel = original.kernelFunc;
     } else if (current !== undefined && !isOurs(current)) {
       continue; // someone else's kernel of that name: left alone
     }
     if (current !== undefined) tf.unregisterKernel(name, "webgpu");
-    const kernelFunc = entry.make(policies, fallback);
+    const kernelFunc = entry.make(policies, stockKernel);
     (kernelFunc as unknown as Record<symbol, boolean>)[OURS] = true;
     tf.registerKernel({ kernelName: name, backendName: "webgpu", kernelFunc });
     if (entry.limits) declareLimits(name, "webgpu", entry.limits);

@@ -66,7 +66,7 @@ const stats = counters.group("dispatchCache", {
   /** Dispatches encoded by the patched path. */
   dispatches: 0,
   /** Dispatches handed to the stock `recordAndSubmit` (uncovered programs). */
-  fallbacks: 0,
+  stockDispatches: 0,
   bindGroupHits: 0,
   bindGroupMisses: 0,
   uniformHits: 0,
@@ -119,19 +119,19 @@ function record(
 ): unknown {
   const [program, output, inputs, programUniforms] = args;
   const pipeline = program.pipeline;
-  const fallback = (why: string) => {
-    stats.fallbacks++;
+  const useStock = (why: string) => {
+    stats.stockDispatches++;
     capturing.current?.unsupported(`${program.shaderKey}: ${why}`);
     return stock();
   };
   if (pipeline instanceof Promise || timersActive(be) || program.pixelsOpType != null) {
-    return fallback("stock dispatch path");
+    return useStock("stock dispatch path");
   }
   const buffers = [output, ...inputs].map((t) => currentBufferOf(be, t));
-  if (buffers.includes(undefined)) return fallback("a tensor is not a buffer");
+  if (buffers.includes(undefined)) return useStock("a tensor is not a buffer");
   const fields = uniformFields(program, output, inputs, programUniforms);
   const size = packUniforms(state.scratch, fields);
-  if (size < 0) return fallback("uniform field too long");
+  if (size < 0) return useStock("uniform field too long");
   const uniform = uniformBuffer(be, state.scratch.buffer, size);
   stats[uniform.hit ? "uniformHits" : "uniformMisses"]++;
   const bound = buffers as GPUBuffer[];
@@ -327,7 +327,7 @@ export function dispatchCacheInstalled(backend?: WebGPUBackend): boolean {
  * The counters of the patched path (a copy), or `null` when the backend is not patched.
  *
  * @param backend a backend; tfjs's `webgpu` backend instance when absent
- * @returns dispatches, fallbacks, cache and affinity hits and misses
+ * @returns dispatches, stock dispatches (tfjs's own), cache and affinity hits and misses
  * @example
  * ```ts
  * import { dispatchCacheStats } from "./dispatch_cache.ts";

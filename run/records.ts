@@ -22,6 +22,8 @@ export const METRICS_FILE = "metrics.jsonl";
 export const RUN_FILES = {
   config: CONFIG_FILE,
   checkpoint: "checkpoint.safetensors",
+  /** The checkpoint before the last one, which `--resume` falls back to. */
+  previous: "checkpoint.prev.safetensors",
   best: "best.safetensors",
   curves: "curves.png",
   metrics: METRICS_FILE,

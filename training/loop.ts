@@ -119,7 +119,7 @@ export async function train(
     try {
       await trainEpochs(run, step, model, opt, trainSet, valSet, config, options, log);
     } catch (e) {
-      throw deviceFault(e, run) ?? e;
+      throw (await deviceFault(e, run)) ?? e;
     }
     if (run.progress.epoch < config.epochs) return result(true);
     const { bestAccuracy, bestEpoch } = run.progress;
@@ -177,8 +177,9 @@ async function trainEpochs(
  * one line that says what is kept; `null` for any other error. The device's own report wins: a
  * lost device also makes the reads fail, with messages of their own.
  */
-function deviceFault(e: unknown, run: RunFolder): UserError | null {
+async function deviceFault(e: unknown, run: RunFolder): Promise<UserError | null> {
   if (e instanceof UserError) return null;
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the device's lost promise settles
   let reported: Error | null = null;
   try {
     throwIfDeviceFailed();

@@ -116,10 +116,20 @@ export async function train(
     );
     log(epochLineHeader());
     run.verifyReads = throwIfDeviceFailed;
+    // A lost device also fails reads that tfjs makes inside promises of its own, which nothing
+    // awaits: those rejections are this fault's echo, reported by the line below, not crashes.
+    const onLost = (event: PromiseRejectionEvent) => {
+      if (/device (is )?lost/i.test(String((event.reason as Error)?.message ?? event.reason))) {
+        event.preventDefault();
+      }
+    };
+    globalThis.addEventListener("unhandledrejection", onLost);
     try {
       await trainEpochs(run, step, model, opt, trainSet, valSet, config, options, log);
     } catch (e) {
       throw (await deviceFault(e, run)) ?? e;
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onLost);
     }
     if (run.progress.epoch < config.epochs) return result(true);
     const { bestAccuracy, bestEpoch } = run.progress;

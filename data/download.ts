@@ -243,15 +243,25 @@ async function download(
       append: resumed,
       truncate: !resumed,
     });
-    for await (const chunk of response.body) {
-      hash.update(chunk);
-      let off = 0;
-      while (off < chunk.length) off += await file.write(chunk.subarray(off));
-      got += chunk.length;
-      if (total > 0 && got / total >= nextReport && got < total) {
-        log?.(`data: ${mib(got)} of ${mib(total)}`);
-        nextReport = Math.floor((got / total) * 10) / 10 + 0.1;
+    try {
+      for await (const chunk of response.body) {
+        hash.update(chunk);
+        let off = 0;
+        while (off < chunk.length) off += await file.write(chunk.subarray(off));
+        got += chunk.length;
+        if (total > 0 && got / total >= nextReport && got < total) {
+          log?.(`data: ${mib(got)} of ${mib(total)}`);
+          nextReport = Math.floor((got / total) * 10) / 10 + 0.1;
+        }
       }
+    } catch (e) {
+      // A dropped connection, or a failed write of the partial file (a full disk): what was
+      // written is kept, and the next run resumes after it.
+      const cause = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+      throw new UserError(
+        `download of ${url} stopped at ${got} of ${Number.isFinite(total) ? total : "?"} bytes ` +
+          `(${cause}); ${partial} is kept: run again to resume`,
+      );
     }
   }
   if (Number.isFinite(total) && got !== total) {

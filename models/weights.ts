@@ -8,6 +8,7 @@
 import { tf } from "../deps.ts";
 import { parseSafetensors, type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
 import { isZipArchive, parsePth } from "../io/pth.ts";
+import { checksumMetadata, checksumMismatch } from "../io/checksums.ts";
 import { isTorchModule, type TorchParam } from "./layers.ts";
 import { UserError } from "../util/errors.ts";
 
@@ -228,6 +229,9 @@ export async function readStateDict(
   } catch (e) {
     throw new UserError((e as Error).message);
   }
+  // Tensor checksums, where the file carries them (run folders' weights and checkpoints).
+  const mismatch = format === "safetensors" ? checksumMismatch(bytes) : null;
+  if (mismatch) throw new UserError(`${name}: ${mismatch}`);
   const names = [...tensors.keys()];
   if (names.length > 0 && names.every((n) => n.startsWith("module."))) {
     tensors = new Map([...tensors].map(([k, v]) => [k.slice("module.".length), v]));
@@ -272,7 +276,8 @@ export async function loadWeights(
 
 /**
  * The model's weights as a safetensors file with PyTorch's names and layouts, which
- * `safetensors.torch.load_file` then `model.load_state_dict` take as is.
+ * `safetensors.torch.load_file` then `model.load_state_dict` take as is; the CRC-32 of each
+ * tensor rides in the metadata (`io/checksums.ts`), checked by {@link readStateDict}.
  *
  * @param model a model of the zoo
  * @param metadata string pairs stored in the file's header
@@ -282,5 +287,6 @@ export async function saveWeights(
   model: tf.LayersModel,
   metadata?: Record<string, string>,
 ): Promise<Uint8Array> {
-  return serializeSafetensors(await stateDict(model), { format: "pt", ...metadata });
+  const tensors = await stateDict(model);
+  return serializeSafetensors(tensors, { format: "pt", ...checksumMetadata(tensors), ...metadata });
 }

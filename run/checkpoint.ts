@@ -8,6 +8,7 @@
  */
 import { tf } from "../deps.ts";
 import { parseSafetensors, type SafeTensor, serializeSafetensors } from "../io/safetensors.ts";
+import { checksumMetadata, checksumMismatch } from "../io/checksums.ts";
 import {
   assignStateDict,
   fromTorchLayout,
@@ -61,7 +62,8 @@ const OPTIMIZER = "optimizer.";
 const MOMENTUM = ".momentum_buffer";
 
 /**
- * A checkpoint's bytes: model, optimizer and progress in one safetensors file (the run folder
+ * A checkpoint's bytes: model, optimizer and progress in one safetensors file, with the CRC-32
+ * of each tensor (`io/checksums.ts`), which {@link loadCheckpoint} checks (the run folder
  * writes it, atomically).
  *
  * @param model the model
@@ -88,12 +90,15 @@ export async function encodeCheckpoint(
     format: "regnet-checkpoint-v1",
     progress: JSON.stringify(progress),
     lr: String(opt.lr),
+    ...checksumMetadata(tensors),
   };
   return serializeSafetensors(tensors, metadata);
 }
 
 /**
- * Restores model and optimizer from a checkpoint.
+ * Restores model and optimizer from a checkpoint, after checking it whole: a truncated file, a
+ * malformed header or a tensor whose bytes fail their checksum is a {@link UserError} naming the
+ * file (and the tensor), and the model is left as it was.
  *
  * @param path the checkpoint file
  * @param model the model (same architecture)
@@ -107,7 +112,10 @@ export async function loadCheckpoint(
 ): Promise<Progress> {
   let parsed;
   try {
-    parsed = parseSafetensors(await Deno.readFile(path), path);
+    const bytes = await Deno.readFile(path);
+    parsed = parseSafetensors(bytes, path);
+    const mismatch = checksumMismatch(bytes);
+    if (mismatch) throw new UserError(`${path}: ${mismatch}`);
   } catch (e) {
     throw new UserError(
       e instanceof Deno.errors.NotFound
@@ -119,6 +127,13 @@ export async function loadCheckpoint(
     throw new UserError(
       `${path}: not a checkpoint of this toolkit (no regnet-checkpoint-v1 metadata)`,
     );
+  }
+  let progress: Progress;
+  try {
+    progress = JSON.parse(parsed.metadata.progress) as Progress;
+    if (!Number.isInteger(progress.epoch) || progress.epoch < 0) throw new Error();
+  } catch {
+    throw new UserError(`${path}: its progress (metadata) is malformed: the header is corrupt`);
   }
   const weights = new Map<string, SafeTensor>();
   for (const [name, t] of parsed.tensors) {
@@ -135,5 +150,5 @@ export async function loadCheckpoint(
       opt.setBuffer(param, fromTorchLayout(entry, tf.tensor(t.data as Float32Array, t.shape)))
     );
   }
-  return JSON.parse(parsed.metadata.progress) as Progress;
+  return progress;
 }

@@ -16,7 +16,7 @@ import { saveWeights } from "../models/weights.ts";
 import { compareTable } from "../report/compare.ts";
 import { renderCurves } from "../report/curves.ts";
 import { requireWrite, UserError } from "../util/errors.ts";
-import { writeFileAtomic } from "../util/files.ts";
+import { WriteError, writeFileAtomic } from "../util/files.ts";
 import {
   encodeCheckpoint,
   loadCheckpoint,
@@ -55,6 +55,16 @@ export class RunFolder {
   #config: SavedRun | undefined;
   #records: EpochRecord[];
   #progress: Progress = { epoch: 0, bestAccuracy: 0, bestEpoch: 0 };
+  /** What the checkpoint file holds, in words (`null` before the first one is written). */
+  #kept: string | null = null;
+  /** Whether the checkpoint file is known good, so that it may become the previous one. */
+  #checkpointGood = false;
+  /**
+   * Called after a checkpoint's or the best weights' tensors are read, before they are written:
+   * the training loop checks there that the device did not fail (so wrong numbers never replace
+   * a good checkpoint).
+   */
+  verifyReads: () => void = () => {};
 
   private constructor(dir: string, config: SavedRun | undefined, records: EpochRecord[]) {
     this.dir = dir;
@@ -117,6 +127,10 @@ export class RunFolder {
   static async resume(dir: string): Promise<RunFolder> {
     const config = await readRunConfig(dir) as SavedRun;
     await requireWrite(dir, "--resume", "train.ts");
+    // Temporary files of a process killed in the middle of a write: never trusted, removed.
+    for await (const entry of Deno.readDir(dir)) {
+      if (/\.tmp-\d+$/.test(entry.name)) await Deno.remove(join(dir, entry.name));
+    }
     return new RunFolder(dir, config, []);
   }
 
@@ -134,6 +148,14 @@ export class RunFolder {
   /** Epochs done, best accuracy and its epoch, and the steps done of a stopped epoch. */
   get progress(): Readonly<Progress> {
     return this.#progress;
+  }
+
+  /**
+   * What the checkpoint file holds, in words (`the checkpoint of epoch 3`, `the checkpoint at
+   * step 5 of epoch 2`), once one is written or restored.
+   */
+  get kept(): string | null {
+    return this.#kept;
   }
 
   /**
@@ -160,21 +182,47 @@ export class RunFolder {
     this.#config = config;
     await this.#write("config", encodeRunConfig(config));
     await this.#write("metrics", encodeEpochRecords(this.#records));
-    await this.#write("checkpoint", await encodeCheckpoint(model, opt, this.#progress));
+    await this.#writeCheckpoint(model, opt);
   }
 
   /**
    * Restores a resumed run: model and optimizer from the checkpoint, and the records of the
    * epochs it holds. A run killed after writing an epoch's record but before its checkpoint
-   * repeats that epoch, so that record is dropped here (and `metrics.jsonl` rewritten).
+   * repeats that epoch, so that record is dropped here (and `metrics.jsonl` rewritten). When the
+   * checkpoint is missing, truncated or corrupt (a tensor failing its checksum), the previous
+   * one (`checkpoint.prev.safetensors`) is used instead, and `log` says so in one line.
    *
    * @param model the model (same architecture)
    * @param opt its optimizer
+   * @param log where the fallback to the previous checkpoint is told
    * @returns the progress saved with the checkpoint
-   * @throws {UserError} when the checkpoint or the records are missing or malformed
+   * @throws {UserError} when neither checkpoint can be used, or the records are malformed
    */
-  async restore(model: tf.LayersModel, opt: OptimizerState): Promise<Progress> {
-    this.#progress = await loadCheckpoint(this.path("checkpoint"), model, opt);
+  async restore(
+    model: tf.LayersModel,
+    opt: OptimizerState,
+    log: (line: string) => void = () => {},
+  ): Promise<Progress> {
+    try {
+      this.#progress = await loadCheckpoint(this.path("checkpoint"), model, opt);
+      this.#checkpointGood = true;
+    } catch (latest) {
+      if (!(latest instanceof UserError)) throw latest;
+      try {
+        this.#progress = await loadCheckpoint(this.path("previous"), model, opt);
+      } catch (previous) {
+        if (!(previous instanceof UserError)) throw previous;
+        const absent = await Deno.stat(this.path("previous")).then(() => false, () => true);
+        if (absent) throw latest;
+        throw new UserError(`${latest.message}; and ${previous.message}`);
+      }
+      this.#checkpointGood = false; // the next checkpoint replaces it; the previous one stays
+      log(
+        `${latest.message}; resuming from the previous checkpoint ${this.path("previous")} ` +
+          `(${describe(this.#progress)}) instead`,
+      );
+    }
+    this.#kept = describe(this.#progress);
     const epochs = this.#progress.epoch;
     let records: EpochRecord[] = [];
     try {
@@ -210,10 +258,12 @@ export class RunFolder {
     let { bestAccuracy, bestEpoch } = this.#progress;
     if (record.val_acc > bestAccuracy || bestEpoch === 0) {
       [bestAccuracy, bestEpoch] = [record.val_acc, record.epoch];
-      await this.#write("best", await saveWeights(model));
+      const best = await saveWeights(model);
+      this.verifyReads();
+      await this.#write("best", best);
     }
     this.#progress = { epoch: record.epoch, bestAccuracy, bestEpoch };
-    await this.#write("checkpoint", await encodeCheckpoint(model, opt, this.#progress));
+    await this.#writeCheckpoint(model, opt);
     await this.#write("curves", await renderCurves(this.#records));
   }
 
@@ -226,13 +276,49 @@ export class RunFolder {
    */
   async checkpointStop(partial: PartialEpoch, model: tf.LayersModel, opt: OptimizerState) {
     this.#progress = { ...this.#progress, partial };
-    await this.#write("checkpoint", await encodeCheckpoint(model, opt, this.#progress));
+    await this.#writeCheckpoint(model, opt);
   }
 
-  /** Every write of a run: atomic (a temporary file, then a rename). */
-  async #write(file: RunFile, bytes: Uint8Array): Promise<void> {
-    await writeFileAtomic(this.path(file), bytes);
+  /** The checkpoint of {@link progress}, from the model and the optimizer as they are now. */
+  async #writeCheckpoint(model: tf.LayersModel, opt: OptimizerState): Promise<void> {
+    const bytes = await encodeCheckpoint(model, opt, this.#progress);
+    this.verifyReads();
+    await this.#write("checkpoint", bytes);
+    this.#kept = describe(this.#progress);
+    this.#checkpointGood = true;
   }
+
+  /**
+   * Every write of a run: atomic (a temporary file, then a rename). A new checkpoint turns the
+   * last good one into `checkpoint.prev.safetensors` just before it is renamed into place. A
+   * failed write is a {@link WriteError} that says what is intact and how to go on.
+   */
+  async #write(file: RunFile, bytes: Uint8Array): Promise<void> {
+    const before = file === "checkpoint" && this.#checkpointGood
+      ? () => Deno.rename(this.path("checkpoint"), this.path("previous"))
+      : undefined;
+    try {
+      await writeFileAtomic(this.path(file), bytes, { before });
+    } catch (e) {
+      if (!(e instanceof WriteError)) throw e;
+      const fix = e.noSpace
+        ? "free space"
+        : /permission|denied|read-only/i.test(e.reason)
+        ? "fix the folder's permissions"
+        : "fix the cause";
+      const intact = this.#kept
+        ? `${this.#kept} is intact; ${fix}, then deno task train --resume ${this.dir}`
+        : `the run has no checkpoint yet; ${fix}, then remove ${this.dir} and start again`;
+      throw new WriteError(e.path, e.reason, intact);
+    }
+  }
+}
+
+/** What a checkpoint of `progress` holds, in words: `the checkpoint of epoch 3`. */
+function describe(progress: Progress): string {
+  const { epoch, partial } = progress;
+  if (partial) return `the checkpoint at step ${partial.step} of epoch ${epoch + 1}`;
+  return epoch === 0 ? "the checkpoint of the initial weights" : `the checkpoint of epoch ${epoch}`;
 }
 
 /** Whether `dir` exists and is not empty. */

@@ -22,6 +22,8 @@ export const METRICS_FILE = "metrics.jsonl";
 export const RUN_FILES = {
   config: CONFIG_FILE,
   checkpoint: "checkpoint.safetensors",
+  /** The checkpoint before the last one, which `--resume` falls back to. */
+  previous: "checkpoint.prev.safetensors",
   best: "best.safetensors",
   curves: "curves.png",
   metrics: METRICS_FILE,
@@ -154,7 +156,9 @@ function parseConfig(text: string, path: string): RunConfig {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new UserError(`${path} is not valid JSON: ${(err as Error).message}`);
+    throw new UserError(
+      `${path} is not valid JSON: ${(err as Error).message.replace(/\s*\n\s*/g, " ")}`,
+    );
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new UserError(`${path} must hold a JSON object`);

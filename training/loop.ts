@@ -103,7 +103,7 @@ export async function train(
   });
   try {
     if (resumeDir) {
-      const { epoch, partial } = await run.restore(model, opt);
+      const { epoch, partial } = await run.restore(model, opt, log);
       const at = partial ? `, step ${partial.step} of epoch ${epoch + 1}` : "";
       log(`resuming ${run.dir} after epoch ${epoch} of ${config.epochs}${at}`);
     } else {
@@ -115,26 +115,23 @@ export async function train(
         `${trainSet.size} training and ${valSet.size} validation images; run folder ${run.dir}`,
     );
     log(epochLineHeader());
-    for (let epoch = run.progress.epoch; epoch < config.epochs; epoch++) {
-      if (options.signal?.aborted) {
-        log(`stopped after epoch ${epoch}: checkpoint kept; continue with --resume ${run.dir}`);
-        return result(true);
+    run.verifyReads = throwIfDeviceFailed;
+    // A lost device also fails reads that tfjs makes inside promises of its own, which nothing
+    // awaits: those rejections are this fault's echo, reported by the line below, not crashes.
+    const onLost = (event: PromiseRejectionEvent) => {
+      if (/device (is )?lost/i.test(String((event.reason as Error)?.message ?? event.reason))) {
+        event.preventDefault();
       }
-      opt.lr = learningRate(config, epoch);
-      const fit = await trainEpoch(step, trainSet, config, epoch, run.progress.partial, options);
-      if (fit.stoppedAt) {
-        await run.checkpointStop(fit.stoppedAt, model, opt);
-        log(
-          `stopped at epoch ${epoch + 1}, step ${fit.stoppedAt.step}: checkpoint written; ` +
-            `continue with --resume ${run.dir}`,
-        );
-        return result(true);
-      }
-      const val = await evaluate(model, valSet, { ...config, eager: options.eager });
-      const record = epochRecord(epoch + 1, opt.lr, fit, val, trainSet.size);
-      log(formatEpochLine(record, config.epochs));
-      await run.recordEpoch(record, model, opt);
+    };
+    globalThis.addEventListener("unhandledrejection", onLost);
+    try {
+      await trainEpochs(run, step, model, opt, trainSet, valSet, config, options, log);
+    } catch (e) {
+      throw (await deviceFault(e, run)) ?? e;
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onLost);
     }
+    if (run.progress.epoch < config.epochs) return result(true);
     const { bestAccuracy, bestEpoch } = run.progress;
     log(
       `done: best val acc ${(100 * bestAccuracy).toFixed(2)}% at epoch ${bestEpoch}; ` +
@@ -146,6 +143,66 @@ export async function train(
     opt.dispose();
     model.dispose();
   }
+}
+
+/**
+ * The epochs of a run, from where its folder stands to `config.epochs`; returns early when the
+ * signal aborts (with a checkpoint written).
+ */
+async function trainEpochs(
+  run: RunFolder,
+  step: TrainingStep,
+  model: tf.LayersModel,
+  opt: SGD,
+  trainSet: ImageDataset,
+  valSet: ImageDataset,
+  config: TrainConfig,
+  options: TrainOptions,
+  log: (line: string) => void,
+): Promise<void> {
+  for (let epoch = run.progress.epoch; epoch < config.epochs; epoch++) {
+    if (options.signal?.aborted) {
+      log(`stopped after epoch ${epoch}: checkpoint kept; continue with --resume ${run.dir}`);
+      return;
+    }
+    opt.lr = learningRate(config, epoch);
+    const fit = await trainEpoch(step, trainSet, config, epoch, run.progress.partial, options);
+    if (fit.stoppedAt) {
+      await run.checkpointStop(fit.stoppedAt, model, opt);
+      log(
+        `stopped at epoch ${epoch + 1}, step ${fit.stoppedAt.step}: checkpoint written; ` +
+          `continue with --resume ${run.dir}`,
+      );
+      return;
+    }
+    const val = await evaluate(model, valSet, { ...config, eager: options.eager });
+    const record = epochRecord(epoch + 1, opt.lr, fit, val, trainSet.size);
+    log(formatEpochLine(record, config.epochs));
+    await run.recordEpoch(record, model, opt);
+  }
+}
+
+/**
+ * A failure of the GPU device (lost, or an error it reported) during training or evaluation, as
+ * one line that says what is kept; `null` for any other error. The device's own report wins: a
+ * lost device also makes the reads fail, with messages of their own.
+ */
+async function deviceFault(e: unknown, run: RunFolder): Promise<UserError | null> {
+  if (e instanceof UserError) return null;
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the device's lost promise settles
+  let reported: Error | null = null;
+  try {
+    throwIfDeviceFailed();
+  } catch (d) {
+    reported = d as Error;
+  }
+  const error = reported ?? (e instanceof Error && /^WebGPU /.test(e.message) ? e : null);
+  if (!error) return null;
+  return new UserError(
+    `${error.message.replace(/\s*\n\s*/g, " ")}; ${run.kept ?? "no checkpoint"} ` +
+      `(${run.path("checkpoint")}) is intact; continue on a new device with ` +
+      `deno task train --resume ${run.dir}`,
+  );
 }
 
 /**

@@ -59,7 +59,7 @@ export { BatchNorm2d, Conv2d, ConvRecurrentCell, Linear, SqueezeExcite } from ".
 export { parseSafetensors, type SafeTensor, serializeSafetensors } from "./io/safetensors.ts";
 export { isZipArchive, parsePth, type PthContents } from "./io/pth.ts";
 export { exportOnnx, ONNX_INPUT, ONNX_OPSET, ONNX_OUTPUT } from "./models/onnx.ts";
-export { type NamedVariable, SGD, type SGDOptions } from "./training/sgd.ts";
+export { type NamedVariable, SGD, type SGDOptions } from "./training/optimizer.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "./training/step.ts";
 export { CapturedEvalStep, CapturedTrainStep, type CaptureStats } from "./training/captured.ts";
 import {

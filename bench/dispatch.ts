@@ -20,7 +20,7 @@ import { tf, type WebGPUBackend } from "../deps.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainBatch } from "../training/step.ts";
 import { installDispatchCache, uninstallDispatchCache } from "../webgpu/runtime/dispatch_cache.ts";
 import { listen, ORDER } from "../webgpu/runtime/patches.ts";

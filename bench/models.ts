@@ -10,7 +10,7 @@ import { tf } from "../deps.ts";
 import { countDispatches } from "../webgpu/runtime/counters.ts";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../backend/backend.ts";
 import { createModel, MODEL_NAMES, modelSpec } from "../models/registry.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { evalBatch, trainBatch } from "../training/step.ts";
 import { CapturedEvalStep, CapturedTrainStep } from "../training/captured.ts";
 import { type FlagSpec, helpText, parseFlags, runCli } from "../cli/args.ts";

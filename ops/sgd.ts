@@ -1,7 +1,7 @@
 /**
  * The in-place SGD step over many parameters at once (`torch.optim.SGD`: weight decay,
  * momentum, dampening, Nesterov), as a backend provides it (the WebGPU layer: a multi-tensor
- * kernel, a few dispatches for a whole model). `training/sgd.ts` uses it where the current
+ * kernel, a few dispatches for a whole model). `training/optimizer.ts` uses it where the current
  * backend provides it ({@link sgdStepInPlace} returns `null` elsewhere) and tf ops otherwise.
  *
  * @module

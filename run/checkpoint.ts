@@ -20,7 +20,7 @@ import { UserError } from "../util/errors.ts";
 
 /**
  * What a checkpoint saves of an optimizer: its learning rate and its momentum buffers by
- * parameter name (`training/sgd.ts`'s `SGD` is one).
+ * parameter name (`training/optimizer.ts`'s `SGD` is one).
  */
 export interface OptimizerState {
   /** The current learning rate. */

@@ -11,7 +11,7 @@ import { encodePng } from "../deno_deps.ts";
 import { createModel, type ModelName } from "../models/registry.ts";
 import { stateDict, stateEntries } from "../models/weights.ts";
 import { serializeSafetensors } from "../io/safetensors.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainStep } from "../training/step.ts";
 import { normalizePixels } from "../data/batches.ts";
 import { initBackend } from "../backend/backend.ts";

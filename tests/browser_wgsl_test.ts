@@ -24,7 +24,7 @@ import { batchNormTraining } from "../ops/batchnorm.ts";
 import { conv2d as opsConv2d } from "../ops/conv.ts";
 import { squeezeExcitation } from "../ops/squeeze_excite.ts";
 import { CapturedTrainStep } from "../training/captured.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { evalBatch, trainStep } from "../training/step.ts";
 import { Rng } from "../util/rng.ts";
 import { KERNELS } from "../webgpu/kernels/list.ts";

@@ -10,7 +10,7 @@ import { tf, type WebGPUBackend } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { CapturedTrainStep } from "../training/captured.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainStep } from "../training/step.ts";
 import { program, type ProgramKernel } from "../webgpu/kernels/declare.ts";
 import { hasAdapter } from "./support/gpu.ts";

@@ -17,7 +17,7 @@ import {
 import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
 import { counters, directCounters } from "../webgpu/runtime/counters.ts";
 import { createModel } from "../models/registry.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { namedParameters, trainBatch } from "../training/step.ts";
 
 const info = await initBackend({ log: null });

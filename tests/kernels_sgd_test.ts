@@ -8,7 +8,7 @@ import { MAX_ITEMS_PER_DISPATCH } from "../webgpu/kernels/multi_tensor.ts";
 import { provide, provided } from "../ops/extensions.ts";
 import { inPlaceSgdAvailable } from "../ops/sgd.ts";
 import type { WebGPUBackend } from "../deps.ts";
-import { SGD, type SGDOptions } from "../training/sgd.ts";
+import { SGD, type SGDOptions } from "../training/optimizer.ts";
 import { Rng } from "../util/rng.ts";
 
 /** Odd sizes (scalar shader), multiples of 4 (vec4 shader), above the CPU hand-off size. */

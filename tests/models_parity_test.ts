@@ -9,7 +9,7 @@ import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { assignStateDict, stateDict, stateEntries } from "../models/weights.ts";
 import type { SafeTensor } from "../io/safetensors.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainBatch } from "../training/step.ts";
 import { detInput, detStateValue, nchwToNhwc } from "../bench/det.ts";
 

@@ -17,7 +17,7 @@ import { ConvRecurrentCell } from "../models/layers.ts";
 import { loadWeights, saveWeights, stateDict } from "../models/weights.ts";
 import { parseSafetensors, serializeSafetensors } from "../io/safetensors.ts";
 import { loadLayersModel, saveLayersModel } from "../models/tfjs_io.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainStep } from "../training/step.ts";
 import { UserError } from "../util/errors.ts";
 

@@ -15,7 +15,7 @@ import { stateDict, stateEntries } from "../models/weights.ts";
 import { resolveModelSource, RunFolder } from "../run/folder.ts";
 import { appendEpochRecord, type EpochRecord, readRun, type SavedRun } from "../run/records.ts";
 import { resolveConfig } from "../training/config.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { UserError } from "../util/errors.ts";
 import { tempDir } from "./data_testutil.ts";
 

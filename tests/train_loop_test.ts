@@ -17,7 +17,7 @@ import { learningRate, PRESETS, resolveConfig, type TrainConfig } from "../train
 import { train, type TrainOptions } from "../training/loop.ts";
 import { initBackend } from "../backend/backend.ts";
 import { RUN_FILES, type SavedRun } from "../run/records.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { UserError } from "../util/errors.ts";
 import { cifarBytes, tempDir } from "./data_testutil.ts";
 

@@ -6,7 +6,7 @@ import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts
 import { createModel } from "../models/registry.ts";
 import { stateEntries } from "../models/weights.ts";
 import { CapturedEvalStep, CapturedTrainStep } from "../training/captured.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { evalBatch, namedParameters, trainBatch } from "../training/step.ts";
 import { Rng } from "../util/rng.ts";
 import { hasAdapter } from "./support/gpu.ts";

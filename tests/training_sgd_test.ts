@@ -10,7 +10,7 @@ import { tf } from "../deps.ts";
 import { initBackend } from "../backend/backend.ts";
 import { createModel } from "../models/registry.ts";
 import { CapturedTrainStep } from "../training/captured.ts";
-import { SGD } from "../training/sgd.ts";
+import { SGD } from "../training/optimizer.ts";
 import { trainBatch } from "../training/step.ts";
 
 Deno.test({

@@ -24,7 +24,7 @@ import {
 import { inPlaceSgdAvailable } from "../ops/sgd.ts";
 import { inPlaceRunningStatsAvailable } from "../ops/batchnorm.ts";
 import { stateEntries } from "../models/weights.ts";
-import type { SGD } from "./sgd.ts";
+import type { SGD } from "./optimizer.ts";
 import { type BatchResult, evalBatch, namedParameters, trainBatch } from "./step.ts";
 
 /** Counters of a {@link CapturedTrainStep} or {@link CapturedEvalStep}. */

@@ -25,7 +25,7 @@ import { UserError } from "../util/errors.ts";
 import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import { learningRate, type TrainConfig } from "./config.ts";
 import { evaluate } from "./evaluate.ts";
-import { SGD } from "./sgd.ts";
+import { SGD } from "./optimizer.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
 import { CapturedTrainStep } from "./captured.ts";
 

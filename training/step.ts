@@ -9,7 +9,7 @@ import { BatchNorm2d } from "../models/layers.ts";
 import { throwIfDeviceFailed } from "../ops/extensions.ts";
 import { crossEntropy } from "../ops/loss.ts";
 import { stateEntries } from "../models/weights.ts";
-import type { NamedVariable, SGD } from "./sgd.ts";
+import type { NamedVariable, SGD } from "./optimizer.ts";
 
 const paramCache = new WeakMap<tf.LayersModel, NamedVariable[]>();
 
@@ -105,7 +105,7 @@ export function trainBatch(
  * ```ts
  * import { tf } from "../deps.ts";
  * import { createModel } from "../models/registry.ts";
- * import { SGD } from "./sgd.ts";
+ * import { SGD } from "./optimizer.ts";
  * import { initBackend } from "../backend/backend.ts";
  * import { trainStep } from "./step.ts";
  * await initBackend({ backend: "cpu", log: null });

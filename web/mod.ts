@@ -65,7 +65,7 @@ export { batchNormTraining, fusedBatchNorm } from "../ops/batchnorm.ts";
 export { squeezeExcitation } from "../ops/squeeze_excite.ts";
 export { convGruStep, convRnnStep } from "../ops/recurrent.ts";
 export { crossEntropy } from "../ops/loss.ts";
-export { type NamedVariable, SGD, type SGDOptions } from "../training/sgd.ts";
+export { type NamedVariable, SGD, type SGDOptions } from "../training/optimizer.ts";
 export { evalBatch, namedParameters, trainBatch, trainStep } from "../training/step.ts";
 export { normalizePixels } from "../data/batches.ts";
 export { resizeBilinear, type RgbImage } from "../data/resize.ts";

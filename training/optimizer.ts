@@ -40,7 +40,7 @@ export interface NamedVariable {
  * ```ts
  * import { initBackend } from "../backend/backend.ts";
  * import { tf } from "../deps.ts";
- * import { SGD } from "./sgd.ts";
+ * import { SGD } from "./optimizer.ts";
  * await initBackend({ backend: "cpu", log: null });
  * const w = tf.variable(tf.tensor1d([1, 2]));
  * const opt = new SGD({ lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });

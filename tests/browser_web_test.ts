@@ -16,7 +16,13 @@ import { trainStep } from "../training/step.ts";
 import { normalizePixels } from "../data/batches.ts";
 import { initBackend } from "../backend/backend.ts";
 import { buildBundle, servePage } from "../web/server.ts";
-import { type Browser, CHROMIUM_MISSING, hasChromium, launchChromium } from "./support/chromium.ts";
+import {
+  type Browser,
+  CHROMIUM_MISSING,
+  hasChromium,
+  launchChromium,
+  openPage,
+} from "./support/chromium.ts";
 import { runTask } from "./support/tasks.ts";
 
 const SIZE = 32;
@@ -174,9 +180,7 @@ Deno.test({
     let browser: Browser | null = null;
     try {
       browser = await launchChromium();
-      const page = await browser.newPage();
-      page.on("console", (m) => console.log(`page: ${m.text()}`));
-      page.on("pageerror", (e) => console.log(`page error: ${(e as Error).message}`));
+      const page = await openPage(browser);
       await page.goto(url);
       for (const name of MODELS) {
         await t.step(name, async () => {
@@ -285,9 +289,7 @@ Deno.test({
     let browser: Browser | null = null;
     try {
       browser = await launchChromium();
-      const page = await browser.newPage();
-      page.on("console", (m) => console.log(`page: ${m.text()}`));
-      page.on("pageerror", (e) => console.log(`page error: ${(e as Error).message}`));
+      const page = await openPage(browser);
       const t0 = performance.now();
       await page.goto(url);
       await page.waitForSelector("body[data-state]", { timeout: 120_000 });

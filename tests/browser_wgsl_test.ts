@@ -30,7 +30,7 @@ import { Rng } from "../util/rng.ts";
 import { KERNELS } from "../webgpu/kernels/list.ts";
 import { registerFastKernels, unregisterFastKernels } from "../webgpu/install.ts";
 import { registerWebGpuFactory } from "../webgpu/runtime/tfjs.ts";
-import { CHROMIUM_MISSING, hasChromium, launchChromium } from "./support/chromium.ts";
+import { CHROMIUM_MISSING, hasChromium, launchChromium, type Page } from "./support/chromium.ts";
 import { hasAdapter } from "./support/gpu.ts";
 
 /** One distinct shader module and the kernels (or direct-kernel keys) that made it. */
@@ -259,7 +259,7 @@ async function compileInPage(shaders: Shader[]): Promise<Failure[] | string> {
 
 /** The adapter's storage-buffer limit in Chromium, so that Deno's kernels fit the browser's. */
 async function chromiumStorageBindings(
-  page: Awaited<ReturnType<Awaited<ReturnType<typeof launchChromium>>["newPage"]>>,
+  page: Page,
 ): Promise<number> {
   return await page.evaluate(async () =>
     (await navigator.gpu.requestAdapter())?.limits.maxStorageBuffersPerShaderStage ?? 0

@@ -68,6 +68,23 @@ export async function launchChromium(): Promise<Browser> {
   return browser;
 }
 
+/** A page of a started browser. */
+export type Page = Awaited<ReturnType<Browser["newPage"]>>;
+
+/**
+ * A new page whose console lines and uncaught errors are printed, prefixed `page:`, so that a
+ * failing browser test shows what the page said.
+ *
+ * @param browser a started browser
+ * @returns the page
+ */
+export async function openPage(browser: Browser): Promise<Page> {
+  const page = await browser.newPage();
+  page.on("console", (m) => console.log(`page: ${m.text()}`));
+  page.on("pageerror", (e) => console.log(`page error: ${(e as Error).message}`));
+  return page;
+}
+
 /** Removes a browser profile folder, retrying while Chromium's last writes land. */
 async function removeProfile(dir: string): Promise<void> {
   for (let attempt = 0; attempt < 20; attempt++) {

@@ -27,6 +27,7 @@ import { evaluate } from "./training/evaluate.ts";
 import { writeFileAtomic } from "./util/files.ts";
 import { Rng } from "./util/rng.ts";
 import { requireWrite, UserError } from "./util/errors.ts";
+import { storedImageSize } from "./training/classify.ts";
 
 const FLAGS: Record<string, FlagSpec> = {
   "run": { kind: "string", help: "a run folder: its model, data and best weights" },
@@ -88,7 +89,7 @@ runCli(async () => {
     dataset,
     dir: data,
     split: "test",
-    inputSize: dataset === "folder" ? inputSize : 32,
+    inputSize: storedImageSize(dataset, inputSize),
     download: data === undefined,
     valSplit: saved?.train.valSplit,
     seed: saved?.train.seed,

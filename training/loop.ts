@@ -28,6 +28,7 @@ import { evaluate } from "./evaluate.ts";
 import { SGD } from "./optimizer.ts";
 import { type BatchResult, trainBatch } from "./step.ts";
 import { CapturedTrainStep } from "./captured.ts";
+import { storedImageSize } from "./classify.ts";
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -303,7 +304,7 @@ async function loadData(config: TrainConfig, log: (l: string) => void) {
   const common = {
     dataset: config.dataset,
     dir: config.data,
-    inputSize: config.dataset === "folder" ? config.inputSize : 32,
+    inputSize: storedImageSize(config.dataset, config.inputSize),
     download: config.data === undefined,
     valSplit: config.valSplit,
     seed: config.seed,

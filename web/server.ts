@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { readRun, RUN_FILES, type SavedRun } from "../run/records.ts";
 import { CIFAR_VARIANTS, type CifarVariant, readCifarFile } from "../data/cifar.ts";
 import { UserError } from "../util/errors.ts";
+import { storedImageSize } from "../training/classify.ts";
 
 /** Where the page's own files are. */
 const PAGE_DIR = new URL("./page/", import.meta.url);
@@ -119,7 +120,7 @@ export async function readPageRun(
     classes: config.classes,
     inputSize: config.train.inputSize,
     dataset: config.dataset,
-    imageSize: cifar ? 32 : config.train.inputSize,
+    imageSize: storedImageSize(config.dataset, config.train.inputSize),
     grid,
   };
   return { run, weights, cifarTest };

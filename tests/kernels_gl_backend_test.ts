@@ -6,6 +6,11 @@
  * multiply-adds where lavapipe does not, so results that cross two shaders may differ by an ulp:
  * the batch-norm tests once assumed they could not, and failed for new users there.
  *
+ * The child runs the tests with `deno run` through `tests/support/main_thread_tests.ts`, not with
+ * `deno test`: on OpenGL, a `deno test` process can abort at exit after every test passed (libEGL's
+ * per-thread state freed twice, issue 22), and under `deno run` all EGL calls stay on the main
+ * thread, where that race cannot happen.
+ *
  * @module
  */
 import assert from "node:assert/strict";
@@ -14,6 +19,8 @@ import assert from "node:assert/strict";
 const GL = { DENO_WEBGPU_BACKEND: "gl", NO_COLOR: "1" };
 const ROOT = new URL("..", import.meta.url).pathname;
 const MODULES = ["tests/kernels_batchnorm_test.ts"];
+/** The child's permissions: what the batch-norm tests read (sources, the backend variable). */
+const PERMISSIONS = ["--allow-read", "--allow-env=DENO_WEBGPU_BACKEND,XDG_RUNTIME_DIR"];
 
 /** Output of `deno args...` (from PATH, which the test permissions name) on the OpenGL backend. */
 async function denoOnGl(args: string[]): Promise<{ code: number; text: string }> {
@@ -40,7 +47,13 @@ Deno.test({
     "Vulkan driver is installed)",
   ignore: !glAdapter,
   async fn() {
-    const { code, text } = await denoOnGl(["test", "-P", "--no-check", ...MODULES]);
+    const { code, text } = await denoOnGl([
+      "run",
+      "--no-check",
+      ...PERMISSIONS,
+      "tests/support/main_thread_tests.ts",
+      ...MODULES,
+    ]);
     const summary = text.match(/^(ok|FAILED) \| (\d+) passed \| (\d+) failed.*$/m);
     assert.ok(summary, `no test summary:\n${text.slice(-3000)}`);
     assert.equal(code, 0, text.slice(-3000));

@@ -14,6 +14,7 @@
 # Usage: bash bench/egl_exit_race.sh [processes per mode, default 30]
 # Each process is one `deno test` of 60 small WebGPU test files (about 5 s); both modes run.
 set -u
+. "$(dirname "$0")/exit_race_count.sh"
 n=${1:-30}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -51,15 +52,6 @@ Deno.test("gpu", async () => {
 TS
 for i in $(seq -w 1 60); do cp "$dir/template.ts" "$dir/g${i}_test.ts"; done
 for mode in all vulkan; do
-  aborts=0
-  for k in $(seq 1 "$n"); do
-    if [ "$mode" = vulkan ]; then export DENO_WEBGPU_BACKEND=vulkan; else unset DENO_WEBGPU_BACKEND; fi
-    (cd "$dir" && XDG_RUNTIME_DIR=/dev/null deno test --allow-all g*_test.ts >"$dir/out.log" 2>&1)
-    rc=$?
-    if [ "$rc" != 0 ]; then
-      aborts=$((aborts + 1))
-      echo "  $mode, process $k: exit $rc: $(grep -aE 'free\(\)|corrupted|malloc|fastbin|double free' "$dir/out.log" | head -1)"
-    fi
-  done
-  echo "$mode backends: $aborts of $n processes did not exit 0"
+  backend_mode "$mode"
+  count_failures "$mode backends" "$n" "$dir" deno test --allow-all .
 done

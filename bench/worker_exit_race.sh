@@ -16,6 +16,7 @@
 #
 # Usage: bash bench/worker_exit_race.sh [processes per case, default 30] [workers, default 16]
 set -u
+. "$(dirname "$0")/exit_race_count.sh"
 n=${1:-30}
 workers=${2:-16}
 dir=$(mktemp -d)
@@ -45,18 +46,8 @@ await new Promise((wait) => setTimeout(wait, delay));
 Deno.exit(0);
 TS
 for mode in all vulkan; do
+  backend_mode "$mode"
   for delay in 5 20; do
-    failed=0
-    for k in $(seq 1 "$n"); do
-      if [ "$mode" = vulkan ]; then export DENO_WEBGPU_BACKEND=vulkan; else unset DENO_WEBGPU_BACKEND; fi
-      (cd "$dir" && XDG_RUNTIME_DIR=/dev/null deno run --allow-all race.ts "$workers" "$delay" \
-        >"$dir/out.log" 2>&1)
-      rc=$?
-      if [ "$rc" != 0 ]; then
-        failed=$((failed + 1))
-        echo "  $mode, ${delay} ms, process $k: exit $rc $(grep -aE 'free\(\)|corrupted|double free' "$dir/out.log" | head -1)"
-      fi
-    done
-    echo "$mode backends, ${delay} ms: $failed of $n processes did not exit 0"
+    count_failures "$mode backends, ${delay} ms" "$n" "$dir" deno run --allow-all race.ts "$workers" "$delay"
   done
 done

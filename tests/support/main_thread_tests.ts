@@ -18,6 +18,7 @@
  * @module
  */
 import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
 type Fn = (t: Deno.TestContext) => void | Promise<void>;
 type Definition = { name: string; fn: Fn; ignore?: boolean; only?: boolean; permissions?: unknown };
@@ -39,16 +40,15 @@ function definition(a: unknown, b?: unknown, c?: unknown): Definition {
 }
 
 const tests: Definition[] = [];
-const register = (a: unknown, b?: unknown, c?: unknown) => {
-  tests.push(definition(a, b, c));
+/** A `Deno.test` stand-in that collects, with `extra` (`ignore`, `only`) set on each definition. */
+const collect = (extra: Partial<Definition>) => (a: unknown, b?: unknown, c?: unknown) => {
+  tests.push({ ...definition(a, b, c), ...extra });
 };
 // `Deno.test` is read-only in Deno's types and writable at run time; this collects instead.
 Object.defineProperty(Deno, "test", {
-  value: Object.assign(register, {
-    ignore: (a: unknown, b?: unknown, c?: unknown) =>
-      tests.push({ ...definition(a, b, c), ignore: true }),
-    only: (a: unknown, b?: unknown, c?: unknown) =>
-      tests.push({ ...definition(a, b, c), only: true }),
+  value: Object.assign(collect({}), {
+    ignore: collect({ ignore: true }),
+    only: collect({ only: true }),
   }),
 });
 
@@ -57,7 +57,7 @@ if (modules.length === 0) {
   console.error("usage: deno run <permissions> tests/support/main_thread_tests.ts MODULE...");
   Deno.exit(2);
 }
-for (const module of modules) await import(new URL(`file://${resolve(module)}`).href);
+for (const module of modules) await import(pathToFileURL(resolve(module)).href);
 
 const only = tests.some((t) => t.only);
 const started = performance.now();
